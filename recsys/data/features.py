@@ -1,0 +1,176 @@
+"""Feature store in DuckDB: incremental events, growing id maps, sequences, stats, splits.
+
+``features.duckdb`` has a single writer at a time (guarded by a file lock next
+to it); readers open it read-only between builds. Each refresh reads only the
+landing parts newer than the store's watermark, so it costs the size of the
+new data, not of the history, and the whole append (maps, events, watermark)
+is one transaction: a crash rolls it back and the next refresh redoes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import duckdb
+
+from recsys import columns as C
+from recsys import sql
+from recsys.config import FeatureConfig, Paths
+from recsys.data.files import file_lock
+from recsys.data.landing import LandingZone, part_seq
+
+log = logging.getLogger(__name__)
+
+WATERMARK_KEY = "events_watermark"
+
+
+@contextlib.contextmanager
+def open_store(paths: Paths, timeout: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Writer connection to the feature store, schema ensured, lock held."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with file_lock(paths.features_db.with_suffix(".lock"), timeout=timeout):
+        con = sql.connect(paths.features_db)
+        try:
+            sql.run(con, "features_schema")
+            yield con
+        finally:
+            con.close()
+
+
+def read_store(paths: Paths) -> duckdb.DuckDBPyConnection:
+    """Read-only connection for consumers (training, scoring)."""
+    if not paths.features_db.exists():
+        raise FileNotFoundError(
+            f"{paths.features_db} does not exist: run `recsys features` after ingesting events")
+    return sql.connect(paths.features_db, read_only=True)
+
+
+def get_watermark(con: duckdb.DuckDBPyConnection) -> int:
+    row = sql.run(con, "meta_get", key=WATERMARK_KEY).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass
+class RefreshReport:
+    previous_watermark: int
+    watermark: int
+    new_events: int
+    new_items: int
+    new_users: int
+
+    def summary(self) -> str:
+        return (f"events watermark {self.previous_watermark} -> {self.watermark}: "
+                f"{self.new_events} new events, {self.new_users} new users, "
+                f"{self.new_items} new items")
+
+
+def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
+                   high: int | None = None) -> RefreshReport:
+    """Append landing parts with sequence in (watermark, high] to the store.
+
+    ``high`` pins the upper bound (a micro-batch takes a snapshot); by default
+    everything published so far.
+    """
+    zone = LandingZone(paths)
+    low = get_watermark(con)
+    high = zone.max_seq() if high is None else high
+    parts = [p for p in zone.event_parts() if low < (part_seq(p) or 0) <= high]
+    item_parts = zone.item_parts()
+    n_items0 = con.execute("SELECT count(*) FROM item_map").fetchone()[0]
+    n_users0 = con.execute("SELECT count(*) FROM user_map").fetchone()[0]
+    n_events0 = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if parts:
+            con.read_parquet([str(p) for p in parts]).create_view("landed", replace=True)
+        else:
+            con.register("landed", C.LANDING_EVENT_SCHEMA.empty_table())
+        sql.run(con, "new_events", low=low, high=high)
+        new_item_parts = [p for p in item_parts if low < (part_seq(p) or 0) <= high]
+        if new_item_parts:
+            con.read_parquet([str(p) for p in new_item_parts]).create_view("new_items",
+                                                                           replace=True)
+        else:
+            con.register("new_items", C.LANDING_ITEM_SCHEMA.empty_table())
+        sql.run(con, "item_map_append")
+        sql.run(con, "user_map_append")
+        sql.run(con, "events_append")
+        if item_parts:
+            con.read_parquet([str(p) for p in item_parts if (part_seq(p) or 0) <= high]
+                             ).create_view("landed_items", replace=True)
+        else:
+            con.register("landed_items", C.LANDING_ITEM_SCHEMA.empty_table())
+        sql.run(con, "items_refresh")
+        sql.run(con, "meta_set", key=WATERMARK_KEY, value=str(max(high, low)))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        # Temp views/tables vanish with the connection; drop the big one now.
+        con.execute("DROP TABLE IF EXISTS new_events")
+    n_items = con.execute("SELECT count(*) FROM item_map").fetchone()[0]
+    n_users = con.execute("SELECT count(*) FROM user_map").fetchone()[0]
+    n_events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    return RefreshReport(low, max(high, low), n_events - n_events0, n_items - n_items0,
+                         n_users - n_users0)
+
+
+def temporal_cuts(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> tuple[dt.datetime, ...]:
+    """Validation and test cut-offs at the configured quantiles of event time."""
+    row = con.execute(
+        "SELECT quantile_disc(ts, $v), quantile_disc(ts, $t) FROM events",
+        {"v": cfg.temporal_valid_quantile, "t": cfg.temporal_test_quantile},
+    ).fetchone()
+    return row
+
+
+def build_derived(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
+    """Recompute sequences, item statistics and both splits from the events table."""
+    sql.run(con, "user_sequences", max_len=cfg.max_seq_len)
+    sql.run(con, "item_stats", window_days=cfg.popularity_window_days)
+    sql.run(con, "split_leave_last_out", min_events=cfg.min_user_events)
+    valid_cut, test_cut = temporal_cuts(con, cfg)
+    if valid_cut is None:
+        valid_cut = test_cut = dt.datetime(1970, 1, 1)
+    sql.run(con, "split_temporal", valid_cut=valid_cut, test_cut=test_cut,
+            max_len=cfg.max_seq_len)
+
+
+@dataclass
+class FeatureSummary:
+    watermark: int
+    events: int
+    users: int
+    items: int
+    items_with_text: int
+    first_ts: dt.datetime | None
+    last_ts: dt.datetime | None
+    loo_valid_users: int
+    temporal_test_users: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(con: duckdb.DuckDBPyConnection) -> FeatureSummary:
+    q = sql.run(con, "features_summary").fetchone()
+    return FeatureSummary(get_watermark(con), *q)
+
+
+def build_features(paths: Paths | None = None, cfg: FeatureConfig | None = None) -> tuple[
+        RefreshReport, FeatureSummary]:
+    """Refresh the store from the landing zone and rebuild every derived table."""
+    paths = paths or Paths()
+    cfg = cfg or FeatureConfig()
+    with open_store(paths) as con:
+        report = refresh_events(con, paths)
+        log.info(report.summary())
+        build_derived(con, cfg)
+        con.execute("CHECKPOINT")
+        return report, summarize(con)
+

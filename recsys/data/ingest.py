@@ -1,0 +1,376 @@
+"""Ingestion: validate incoming events/items and publish them to the landing zone.
+
+Every row ends in exactly one place: the landing zone (accepted), the
+quarantine (with a reason), or the "duplicates dropped" count (an exact repeat
+of an event that already landed). The three add up to the rows read, and the
+``IngestReport`` says so.
+
+Order of writes for one chunk, all under the landing lock: events part first,
+then quarantine part. A crash between the two loses nothing: re-ingesting the
+file drops the events that already landed as duplicates and quarantines the
+bad rows again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recsys import columns as C
+from recsys import sql
+from recsys.config import IngestConfig, Paths
+from recsys.data.landing import LandingZone, Writer
+from recsys.data.readers import IngestError, Malformed, RawChunk, _text, read_chunks
+
+log = logging.getLogger(__name__)
+
+EVENT_RAW_COLUMNS = (C.EVENT_ID, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TS, C.VALUE)
+ITEM_RAW_COLUMNS = (C.ITEM_ID, C.TITLE, C.CATEGORY, C.DESCRIPTION, C.CREATED_AT)
+
+
+@dataclass
+class IngestReport:
+    """What happened to the rows of one source."""
+
+    source: str
+    kind: str = "events"
+    rows_read: int = 0
+    accepted: int = 0
+    duplicates_dropped: int = 0
+    quarantined: Counter = field(default_factory=Counter)
+    sequences: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def n_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    @property
+    def balanced(self) -> bool:
+        """Every row read is accounted for exactly once."""
+        return self.rows_read == self.accepted + self.duplicates_dropped + self.n_quarantined
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.source}: REJECTED: {self.error}"
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantined.items()))
+        return (
+            f"{self.source}: {self.rows_read} {self.kind} rows read, {self.accepted} accepted, "
+            f"{self.duplicates_dropped} duplicates dropped, {self.n_quarantined} quarantined"
+            + (f" ({reasons})" if reasons else "")
+        )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Ingestor:
+    """Validates chunks and publishes them; one instance per writer section."""
+
+    def __init__(self, writer: Writer, config: IngestConfig):
+        self.writer = writer
+        self.zone = writer.zone
+        self.config = config
+        self.con = sql.connect()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # ------------------------------------------------------------- events
+    def ingest_event_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
+        now = _now()
+        seq = self.writer.allocate()
+        raw = chunk.table.append_column("_row", pa.array(range(chunk.first_row,
+                                        chunk.first_row + chunk.table.num_rows), pa.int64()))
+        self.con.register("raw_events", raw)
+        checked = sql.query(
+            self.con, "validate_events", now=now,
+            max_future_seconds=self.config.max_future_seconds, min_ts=self.config.min_ts,
+            max_id_len=self.config.max_id_len, event_types=list(self.config.event_types),
+        ).to_arrow_table()
+        self.con.unregister("raw_events")
+        status = checked.column("status")
+        accepted = checked.filter(pc.equal(status, "accepted"))
+        quarantined = checked.filter(pc.equal(status, "quarantined"))
+        dup_in_chunk = int(pc.sum(pc.equal(status, "duplicate")).as_py() or 0)
+
+        # Against what already landed: exact repeats are dropped, conflicts quarantined.
+        landing_status = self._landing_status(accepted)
+        dup_landed = int(pc.sum(pc.equal(landing_status, "duplicate")).as_py() or 0)
+        conflict = pc.equal(landing_status, "conflict")
+        conflicts = accepted.filter(conflict)
+        accepted = accepted.filter(pc.equal(landing_status, "new"))
+
+        events = self._landing_events(accepted, seq, now, source)
+        self.writer.publish_events(seq, events)
+
+        q = self._quarantine_rows(
+            quarantined, conflicts, chunk.malformed, kind="event", seq=seq, now=now,
+            source=source)
+        self.writer.publish_quarantine(seq, q)
+
+        report.rows_read += chunk.table.num_rows + len(chunk.malformed)
+        report.accepted += events.num_rows
+        report.duplicates_dropped += dup_in_chunk + dup_landed
+        for reason in quarantined.column("reason").to_pylist():
+            report.quarantined[reason] += 1
+        report.quarantined["duplicate_event_id"] += conflicts.num_rows
+        report.quarantined["malformed_row"] += len(chunk.malformed)
+        report.quarantined = +report.quarantined  # drop zero counts
+        if events.num_rows or q.num_rows:
+            report.sequences.append(seq)
+
+    def _landing_status(self, accepted: pa.Table) -> pa.ChunkedArray:
+        parts = self.zone.event_parts()
+        if not parts or accepted.num_rows == 0:
+            return pa.chunked_array([pa.array(["new"] * accepted.num_rows, pa.string())])
+        self.con.register("batch", accepted.select(["_row", "event_id", "content_hash"]))
+        self.con.read_parquet([str(p) for p in parts]).create_view("landed", replace=True)
+        out = sql.query(self.con, "events_already_landed").to_arrow_table().column("landing_status")
+        self.con.unregister("batch")
+        return out
+
+    @staticmethod
+    def _landing_events(accepted: pa.Table, seq: int, now: dt.datetime, source: str) -> pa.Table:
+        n = accepted.num_rows
+        cols = {
+            C.EVENT_ID: accepted.column("event_id"),
+            C.USER_ID: accepted.column("user_id"),
+            C.ITEM_ID: accepted.column("item_id"),
+            C.EVENT_TYPE: accepted.column("event_type"),
+            C.TS: accepted.column("ts").cast(pa.timestamp("us")),
+            C.VALUE: accepted.column("value"),
+            C.INGEST_SEQ: pa.array([seq] * n, pa.int64()),
+            C.INGESTED_AT: pa.array([now] * n, pa.timestamp("us")),
+            C.SOURCE: pa.array([source] * n, pa.string()),
+        }
+        return pa.table(cols, schema=C.LANDING_EVENT_SCHEMA)
+
+    # -------------------------------------------------------------- items
+    def ingest_item_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
+        now = _now()
+        seq = self.writer.allocate()
+        raw = chunk.table.append_column("_row", pa.array(range(chunk.first_row,
+                                        chunk.first_row + chunk.table.num_rows), pa.int64()))
+        self.con.register("raw_items", raw)
+        parts = self.zone.item_parts()
+        if parts:
+            self.con.read_parquet([str(p) for p in parts]).create_view("landed_items", replace=True)
+        else:
+            self.con.register("landed_items", C.LANDING_ITEM_SCHEMA.empty_table())
+        checked = sql.query(self.con, "validate_items", max_id_len=self.config.max_id_len,
+                          max_text_len=self.config.max_text_len).to_arrow_table()
+        self.con.unregister("raw_items")
+        status = checked.column("status")
+        accepted = checked.filter(pc.equal(status, "accepted"))
+        quarantined = checked.filter(pc.equal(status, "quarantined"))
+        n = accepted.num_rows
+        items = pa.table(
+            {
+                C.ITEM_ID: accepted.column("item_id"),
+                C.TITLE: accepted.column("title"),
+                C.CATEGORY: accepted.column("category"),
+                C.DESCRIPTION: accepted.column("description"),
+                C.CREATED_AT: accepted.column("created_at").cast(pa.timestamp("us")),
+                C.INGEST_SEQ: pa.array([seq] * n, pa.int64()),
+                C.INGESTED_AT: pa.array([now] * n, pa.timestamp("us")),
+                C.SOURCE: pa.array([source] * n, pa.string()),
+            },
+            schema=C.LANDING_ITEM_SCHEMA,
+        )
+        self.writer.publish_items(seq, items)
+        q = self._quarantine_rows(quarantined, None, chunk.malformed, kind="item", seq=seq,
+                                  now=now, source=source)
+        self.writer.publish_quarantine(seq, q)
+        report.rows_read += chunk.table.num_rows + len(chunk.malformed)
+        report.accepted += n
+        report.duplicates_dropped += int(pc.sum(pc.equal(status, "duplicate")).as_py() or 0)
+        for reason in quarantined.column("reason").to_pylist():
+            report.quarantined[reason] += 1
+        report.quarantined["malformed_row"] += len(chunk.malformed)
+        report.quarantined = +report.quarantined
+        if n or q.num_rows:
+            report.sequences.append(seq)
+
+    # --------------------------------------------------------- quarantine
+    def _quarantine_rows(
+        self,
+        rejected: pa.Table,
+        conflicts: pa.Table | None,
+        malformed: list[Malformed],
+        kind: str,
+        seq: int,
+        now: dt.datetime,
+        source: str,
+    ) -> pa.Table:
+        reasons = rejected.column("reason").to_pylist()
+        details = rejected.column("detail").to_pylist()
+        rows = rejected.column("_row").to_pylist()
+        raws = rejected.column("raw").to_pylist()
+        if conflicts is not None and conflicts.num_rows:
+            reasons += ["duplicate_event_id"] * conflicts.num_rows
+            details += [f"event_id {e} already landed with different content"
+                        for e in conflicts.column("event_id").to_pylist()]
+            rows += conflicts.column("_row").to_pylist()
+            raws += conflicts.column("raw").to_pylist()
+        for m in malformed:
+            reasons.append("malformed_row")
+            details.append(m.detail)
+            rows.append(m.row_number)
+            raws.append(m.raw)
+        table = pa.table(
+            {
+                "quarantine_id": pa.array([None] * len(rows), pa.string()),
+                "kind": pa.array([kind] * len(rows), pa.string()),
+                "reason": pa.array(reasons, pa.string()),
+                "detail": pa.array(details, pa.string()),
+                C.SOURCE: pa.array([source] * len(rows), pa.string()),
+                "row_number": pa.array(rows, pa.int64()),
+                "raw": pa.array(raws, pa.string()),
+                C.INGEST_SEQ: pa.array([seq] * len(rows), pa.int64()),
+                C.INGESTED_AT: pa.array([now] * len(rows), pa.timestamp("us")),
+            },
+            schema=C.QUARANTINE_SCHEMA,
+        )
+        if table.num_rows == 0:
+            return table
+        return self._new_quarantine_only(table)
+
+    def _new_quarantine_only(self, table: pa.Table) -> pa.Table:
+        """Give rows stable ids and drop those already quarantined (re-ingested files)."""
+        self.con.register("q_new", table)
+        parts = self.zone.quarantine_parts()
+        if parts:
+            self.con.read_parquet([str(p) for p in parts]).create_view("q_old", replace=True)
+        else:
+            self.con.register("q_old", C.QUARANTINE_SCHEMA.empty_table())
+        out = sql.query(self.con, "quarantine_new_rows").to_arrow_table()
+        self.con.unregister("q_new")
+        return out.cast(C.QUARANTINE_SCHEMA)
+
+
+def ingest_paths(
+    paths: Iterable[Path | str],
+    kind: str = "events",
+    data_paths: Paths | None = None,
+    config: IngestConfig | None = None,
+    chunk_rows: int = 1_000_000,
+    progress: bool = False,
+) -> list[IngestReport]:
+    """Ingest files one by one; a rejected file does not stop the others.
+
+    Returns one report per file; a rejected file's report carries ``error``.
+    """
+    data_paths = data_paths or Paths()
+    config = config or IngestConfig()
+    zone = LandingZone(data_paths)
+    required = C.REQUIRED_EVENT_COLUMNS if kind == "events" else (C.ITEM_ID,)
+    columns = EVENT_RAW_COLUMNS if kind == "events" else ITEM_RAW_COLUMNS
+    reports = []
+    with zone.writer() as writer:
+        ingestor = Ingestor(writer, config)
+        try:
+            for path in _expand(paths):
+                report = IngestReport(source=str(path), kind=kind)
+                try:
+                    chunks = read_chunks(Path(path), columns, required, chunk_rows)
+                    if progress:
+                        from tqdm import tqdm
+
+                        chunks = tqdm(chunks, desc=f"ingest {Path(path).name}", unit="chunk")
+                    for chunk in chunks:
+                        if kind == "events":
+                            ingestor.ingest_event_chunk(chunk, str(path), report)
+                        else:
+                            ingestor.ingest_item_chunk(chunk, str(path), report)
+                except (IngestError, duckdb.Error, pa.ArrowException) as exc:
+                    report.error = str(exc) if isinstance(exc, IngestError) else f"{path}: {exc}"
+                log.info(report.summary())
+                reports.append(report)
+        finally:
+            ingestor.close()
+    return reports
+
+
+def _expand(paths: Iterable[Path | str]) -> list[Path]:
+    """Folders expand to the data files they hold, in name order."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and not f.name.startswith(".")
+                and f.suffix.lower() in {".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson"}
+            )
+        else:
+            out.append(p)
+    return out
+
+
+def ingest_frame(
+    frame: pd.DataFrame | pa.Table,
+    source: str,
+    kind: str = "events",
+    data_paths: Paths | None = None,
+    config: IngestConfig | None = None,
+    chunk_rows: int = 1_000_000,
+) -> IngestReport:
+    """Python API: ingest an in-memory table (loaders, replay, tests)."""
+    table = frame if isinstance(frame, pa.Table) else _arrow_from_pandas(frame)
+    columns: Sequence[str] = EVENT_RAW_COLUMNS if kind == "events" else ITEM_RAW_COLUMNS
+    names = {n.lower(): n for n in table.column_names}
+    strings = {}
+    for c in columns:
+        if c in names:
+            col = table.column(names[c])
+            if pa.types.is_timestamp(col.type):
+                if col.type.tz is not None:
+                    col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+                col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
+            strings[c] = col.cast(pa.string())
+        else:
+            strings[c] = pa.nulls(table.num_rows, pa.string())
+    strings_table = pa.table(strings)
+    zone = LandingZone(data_paths or Paths())
+    report = IngestReport(source=source, kind=kind)
+    with zone.writer() as writer:
+        ingestor = Ingestor(writer, config or IngestConfig())
+        try:
+            for start in range(0, max(strings_table.num_rows, 1), chunk_rows):
+                chunk = RawChunk(strings_table.slice(start, chunk_rows), start + 1)
+                if kind == "events":
+                    ingestor.ingest_event_chunk(chunk, source, report)
+                else:
+                    ingestor.ingest_item_chunk(chunk, source, report)
+        finally:
+            ingestor.close()
+    return report
+
+
+def _arrow_from_pandas(frame: pd.DataFrame) -> pa.Table:
+    """Columns of mixed Python types (objects) become text; the rest keep their Arrow type."""
+    cols = {}
+    for name in frame.columns:
+        s = frame[name]
+        if s.dtype == object:
+            cols[str(name)] = pa.array([None if _missing(v) else _text(v) for v in s], pa.string())
+        else:
+            cols[str(name)] = pa.Array.from_pandas(s)
+    return pa.table(cols)
+
+
+def _missing(v: object) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,2 @@
+-- Upsert one key of the feature store's bookkeeping (e.g. the events watermark).
+INSERT OR REPLACE INTO meta VALUES ($key, $value)

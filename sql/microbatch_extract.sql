@@ -1,0 +1,23 @@
+-- The micro-batch: every event with ingestion sequence in ($low, $high], plus, for each user it
+-- touches, the full recent sequence (last $max_len events by time, old and new, new items
+-- included). Event types are coded as in user_sequences. is_new marks which positions the batch contributes.
+WITH touched AS (
+    SELECT DISTINCT user_idx FROM events WHERE ingest_seq > $low AND ingest_seq <= $high
+),
+recent AS (
+    SELECT e.*
+    FROM events AS e
+    JOIN touched USING (user_idx)
+    WHERE e.ingest_seq <= $high
+    QUALIFY row_number() OVER (PARTITION BY e.user_idx ORDER BY e.ts DESC, e.ingest_seq DESC, e.item_idx DESC) <= $max_len
+)
+SELECT
+    user_idx,
+    list(item_idx ORDER BY ts, ingest_seq, item_idx) AS item_seq,
+    list(CAST(list_position(['view', 'click', 'cart', 'purchase', 'rating'], event_type) AS UTINYINT)
+        ORDER BY ts, ingest_seq, item_idx) AS type_seq,
+    list(ingest_seq > $low ORDER BY ts, ingest_seq, item_idx) AS is_new,
+    count(*) FILTER (WHERE ingest_seq > $low) AS n_new
+FROM recent
+GROUP BY user_idx
+ORDER BY user_idx

@@ -1,0 +1,86 @@
+-- Type and validate one chunk of raw events (every column VARCHAR, registered as raw_events).
+-- One row out per row in: status 'accepted', 'duplicate' (exact repeat inside the chunk, dropped)
+-- or 'quarantined' with the first failing reason. Parameters: $now, $max_future_seconds, $min_ts,
+-- $max_id_len, $event_types.
+WITH typed AS (
+    SELECT
+        _row,
+        event_id AS raw_event_id, user_id, item_id, event_type AS raw_event_type, ts AS raw_ts,
+        value AS raw_value,
+        lower(trim(event_type)) AS event_type,
+        parse_ts(ts) AS ts,
+        TRY_CAST(trim(value) AS DOUBLE) AS value
+    FROM raw_events
+),
+checked AS (
+    SELECT
+        *,
+        -- 'reason|detail' of the first failing check, NULL when the row is valid.
+        CASE
+            WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_field|user_id is empty'
+            WHEN item_id IS NULL OR trim(item_id) = '' THEN 'missing_field|item_id is empty'
+            WHEN raw_event_type IS NULL OR trim(raw_event_type) = '' THEN 'missing_field|event_type is empty'
+            WHEN raw_ts IS NULL OR trim(raw_ts) = '' THEN 'missing_field|ts is empty'
+            WHEN raw_event_id IS NOT NULL AND trim(raw_event_id) = '' THEN 'missing_field|event_id is blank'
+            WHEN length(user_id) > $max_id_len OR length(item_id) > $max_id_len
+                OR length(raw_event_id) > $max_id_len OR length(raw_event_type) > $max_id_len
+                OR length(raw_ts) > $max_id_len OR length(raw_value) > $max_id_len
+                THEN 'oversized_field|a field is longer than ' || $max_id_len || ' characters'
+            WHEN contains(user_id, chr(65533)) OR contains(item_id, chr(65533)) OR contains(raw_event_id, chr(65533))
+                THEN 'bad_encoding|an id is not valid UTF-8'
+            WHEN regexp_matches(user_id, '[\x00-\x1f\x7f]') OR regexp_matches(item_id, '[\x00-\x1f\x7f]')
+                OR regexp_matches(raw_event_id, '[\x00-\x1f\x7f]')
+                THEN 'invalid_characters|an id contains control characters'
+            WHEN NOT list_contains($event_types, event_type)
+                THEN 'unknown_event_type|' || raw_event_type || ' is not one of ' || array_to_string($event_types, ', ')
+            WHEN ts IS NULL THEN 'bad_timestamp|cannot parse ' || raw_ts || ' as a timestamp'
+            WHEN ts > $now + to_seconds($max_future_seconds)
+                THEN 'future_timestamp|' || raw_ts || ' is more than ' || $max_future_seconds || ' s in the future'
+            WHEN ts < CAST($min_ts AS TIMESTAMP)
+                THEN 'ancient_timestamp|' || raw_ts || ' is before ' || $min_ts
+            WHEN raw_value IS NOT NULL AND trim(raw_value) <> ''
+                AND (value IS NULL OR isnan(value) OR isinf(value))
+                THEN 'bad_value|value ' || raw_value || ' is not a finite number'
+        END AS problem
+    FROM typed
+),
+keyed AS (
+    SELECT
+        *,
+        -- Derived ids hash the *parsed* content, so the same event written as ISO text or as
+        -- epoch seconds gets the same id and re-ingesting any file duplicates nothing.
+        coalesce(raw_event_id, 'h:' || event_content_hash(user_id, item_id, event_type, ts, value))
+            AS event_id,
+        event_content_hash(user_id, item_id, event_type, ts, value) AS content_hash
+    FROM checked
+),
+ranked AS (
+    SELECT
+        *,
+        row_number() OVER (PARTITION BY event_id ORDER BY _row) AS nth,
+        first_value(content_hash) OVER (PARTITION BY event_id ORDER BY _row) AS first_hash
+    FROM keyed
+    WHERE problem IS NULL
+)
+SELECT
+    k._row, k.event_id, k.user_id, k.item_id, k.event_type, k.ts, k.value, k.content_hash,
+    to_json({'event_id': k.raw_event_id, 'user_id': k.user_id, 'item_id': k.item_id,
+        'event_type': k.raw_event_type, 'ts': k.raw_ts, 'value': k.raw_value}) AS raw,
+    CASE
+        WHEN k.problem IS NOT NULL THEN 'quarantined'
+        WHEN r.nth = 1 THEN 'accepted'
+        WHEN r.content_hash = r.first_hash THEN 'duplicate'
+        ELSE 'quarantined'
+    END AS status,
+    CASE
+        WHEN k.problem IS NOT NULL THEN split_part(k.problem, '|', 1)
+        WHEN r.nth > 1 AND r.content_hash <> r.first_hash THEN 'duplicate_event_id'
+    END AS reason,
+    CASE
+        WHEN k.problem IS NOT NULL THEN substr(k.problem, strpos(k.problem, '|') + 1)
+        WHEN r.nth > 1 AND r.content_hash <> r.first_hash
+            THEN 'event_id ' || k.event_id || ' repeats an earlier row of this file with different content'
+    END AS detail
+FROM keyed AS k
+LEFT JOIN ranked AS r USING (_row)
+ORDER BY k._row
