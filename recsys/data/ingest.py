@@ -90,9 +90,7 @@ class Ingestor:
     def ingest_event_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
         now = _now()
         seq = self.writer.allocate()
-        raw = chunk.table.append_column("_row", pa.array(range(chunk.first_row,
-                                        chunk.first_row + chunk.table.num_rows), pa.int64()))
-        self.con.register("raw_events", raw)
+        self.con.register("raw_events", _numbered(chunk))
         checked = sql.query(
             self.con, "validate_events", now=now,
             max_future_seconds=self.config.max_future_seconds, min_ts=self.config.min_ts,
@@ -119,16 +117,9 @@ class Ingestor:
             source=source)
         self.writer.publish_quarantine(seq, q)
 
-        report.rows_read += chunk.table.num_rows + len(chunk.malformed)
-        report.accepted += events.num_rows
-        report.duplicates_dropped += dup_in_chunk + dup_landed
-        for reason in quarantined.column("reason").to_pylist():
-            report.quarantined[reason] += 1
-        report.quarantined["duplicate_event_id"] += conflicts.num_rows
-        report.quarantined["malformed_row"] += len(chunk.malformed)
-        report.quarantined = +report.quarantined  # drop zero counts
-        if events.num_rows or q.num_rows:
-            report.sequences.append(seq)
+        _account(report, chunk, seq, events.num_rows, dup_in_chunk + dup_landed,
+                 quarantined.column("reason").to_pylist()
+                 + ["duplicate_event_id"] * conflicts.num_rows, q.num_rows)
 
     def _landing_status(self, accepted: pa.Table) -> pa.ChunkedArray:
         parts = self.zone.event_parts()
@@ -160,9 +151,7 @@ class Ingestor:
     def ingest_item_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
         now = _now()
         seq = self.writer.allocate()
-        raw = chunk.table.append_column("_row", pa.array(range(chunk.first_row,
-                                        chunk.first_row + chunk.table.num_rows), pa.int64()))
-        self.con.register("raw_items", raw)
+        self.con.register("raw_items", _numbered(chunk))
         parts = self.zone.item_parts()
         if parts:
             self.con.read_parquet([str(p) for p in parts]).create_view("landed_items", replace=True)
@@ -192,15 +181,8 @@ class Ingestor:
         q = self._quarantine_rows(quarantined, None, chunk.malformed, kind="item", seq=seq,
                                   now=now, source=source)
         self.writer.publish_quarantine(seq, q)
-        report.rows_read += chunk.table.num_rows + len(chunk.malformed)
-        report.accepted += n
-        report.duplicates_dropped += int(pc.sum(pc.equal(status, "duplicate")).as_py() or 0)
-        for reason in quarantined.column("reason").to_pylist():
-            report.quarantined[reason] += 1
-        report.quarantined["malformed_row"] += len(chunk.malformed)
-        report.quarantined = +report.quarantined
-        if n or q.num_rows:
-            report.sequences.append(seq)
+        _account(report, chunk, seq, n, int(pc.sum(pc.equal(status, "duplicate")).as_py() or 0),
+                 quarantined.column("reason").to_pylist(), q.num_rows)
 
     # --------------------------------------------------------- quarantine
     def _quarantine_rows(
@@ -257,6 +239,26 @@ class Ingestor:
         out = sql.query(self.con, "quarantine_new_rows").to_arrow_table()
         self.con.unregister("q_new")
         return out.cast(C.QUARANTINE_SCHEMA)
+
+
+def _numbered(chunk: RawChunk) -> pa.Table:
+    """The chunk with each row's position in its file, carried through to quarantine."""
+    first = chunk.first_row
+    rows = pa.array(range(first, first + chunk.table.num_rows), pa.int64())
+    return chunk.table.append_column("_row", rows)
+
+
+def _account(report: IngestReport, chunk: RawChunk, seq: int, accepted: int, dropped: int,
+             reasons: list[str], quarantine_written: int) -> None:
+    """Add one chunk's outcome to the report; malformed rows count as quarantined."""
+    report.rows_read += chunk.table.num_rows + len(chunk.malformed)
+    report.accepted += accepted
+    report.duplicates_dropped += dropped
+    report.quarantined.update(reasons)
+    report.quarantined["malformed_row"] += len(chunk.malformed)
+    report.quarantined = +report.quarantined  # drop zero counts
+    if accepted or quarantine_written:
+        report.sequences.append(seq)
 
 
 def ingest_paths(
