@@ -141,14 +141,89 @@ def replay(
 @app.command()
 def features(
     max_seq_len: Annotated[int, typer.Option(help="Events kept per user sequence.")] = 200,
+    text_encoder: Annotated[str, typer.Option(
+        help="Item text encoder: wordllama (offline), sentence-transformers:<model>, none.")
+    ] = "wordllama",
     home: HomeOpt = None,
 ) -> None:
     """Refresh the DuckDB feature store from the landing zone and rebuild derived tables."""
     from recsys.data.features import build_features
 
-    report, summary = build_features(_paths(home), FeatureConfig(max_seq_len=max_seq_len))
+    report, summary = build_features(
+        _paths(home), FeatureConfig(max_seq_len=max_seq_len, text_encoder=text_encoder))
     typer.echo(report.summary())
     typer.echo(json.dumps(summary.as_dict(), default=str, indent=2))
+
+
+class Protocol(StrEnum):
+    leave_last_out = "leave_last_out"
+    temporal = "temporal"
+
+
+class Loss(StrEnum):
+    softmax = "softmax"
+    sampled = "sampled"
+
+
+@app.command()
+def train(
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val NDCG@10).")]
+    = 30,
+    patience: Annotated[int, typer.Option(help="Epochs without improvement before stopping.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Sequences per optimiser step.")] = 128,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    d_model: Annotated[int, typer.Option(help="Embedding / hidden size.")] = 64,
+    blocks: Annotated[int, typer.Option(help="Transformer blocks in the user tower.")] = 2,
+    heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
+    max_len: Annotated[int, typer.Option(help="Most recent items the user tower reads.")] = 50,
+    dropout: Annotated[float, typer.Option(help="Dropout in the user tower.")] = 0.2,
+    loss: Annotated[Loss, typer.Option(help="Full softmax or sampled softmax with log-Q.")]
+    = Loss.softmax,
+    negatives: Annotated[int, typer.Option(help="Negatives per batch for the sampled loss.")]
+    = 1024,
+    text: Annotated[bool, typer.Option(help="Use item text in the item tower.")] = True,
+    protocol: Annotated[Protocol, typer.Option(help="Evaluation split.")]
+    = Protocol.leave_last_out,
+    exclude_seen: Annotated[bool, typer.Option(
+        help="Remove already-seen items from rankings in evaluation.")] = False,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu, gpu ...")] = "auto",
+    devices: Annotated[str, typer.Option(help="auto or a number of devices/processes.")] = "auto",
+    strategy: Annotated[str, typer.Option(help="auto, ddp, ddp_spawn, ... (Lightning).")]
+    = "auto",
+    precision: Annotated[str, typer.Option(
+        help="auto (bf16 on CUDA / bf16-capable CPUs), 32-true, bf16-mixed ...")] = "auto",
+    max_steps_per_epoch: Annotated[int, typer.Option(help="Cap steps per epoch (0 = all).")]
+    = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    register: Annotated[bool, typer.Option(help="Register the model in the MLflow registry.")]
+    = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    home: HomeOpt = None,
+) -> None:
+    """Full retrain from the feature store: train, evaluate against baselines, log to MLflow."""
+    from recsys.config import EvalConfig, ModelConfig, TrackingConfig, TrainConfig
+    from recsys.training.full_retrain import train as run_training
+
+    result = run_training(
+        _paths(home),
+        ModelConfig(d_model=d_model, n_blocks=blocks, n_heads=heads, max_len=max_len,
+                    dropout=dropout, loss=loss.value, n_negatives=negatives, use_text=text),
+        TrainConfig(protocol=protocol.value, max_epochs=epochs, patience=patience,
+                    batch_size=batch_size, lr=lr, seed=seed, accelerator=accelerator,
+                    devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
+                    precision=precision, max_steps_per_epoch=max_steps_per_epoch,
+                    progress_bar=progress),
+        EvalConfig(exclude_seen=exclude_seen),
+        TrackingConfig(register_model=register),
+    )
+    if result is None:  # a DDP worker rank: rank zero reports
+        return
+    typer.echo(result.summary())
+    typer.echo(f"best epoch {result.best_epoch} after {result.time_to_best_s:.1f} s; "
+               f"{result.positions_per_s:,.0f} target positions/s; "
+               f"peak RSS {result.memory['peak_rss_mb']:.0f} MB")
+    typer.echo(f"MLflow run {result.run_id}; model {result.model_uri}"
+               + (f"; registered version {result.version}" if result.version else ""))
 
 
 @app.command()

@@ -20,6 +20,11 @@ def default_home() -> Path:
     return Path(os.environ.get("RECSYS_HOME", "data")).resolve()
 
 
+def default_tracking_home() -> Path:
+    """Folder of the local MLflow store: ``$RECSYS_TRACKING_HOME`` if set, else the project."""
+    return Path(os.environ.get("RECSYS_TRACKING_HOME", ".")).resolve()
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,6 +33,9 @@ class Paths(_Config):
     """Where every piece of state lives, all under one root folder."""
 
     root: Path = Field(default_factory=default_home)
+    # The MLflow store (SQLite database + mlruns/ artifacts) lives in the project folder by
+    # default, apart from the data, as the repository layout promises.
+    tracking_home: Path = Field(default_factory=default_tracking_home)
 
     @property
     def landing_events(self) -> Path:
@@ -44,6 +52,18 @@ class Paths(_Config):
     @property
     def features_db(self) -> Path:
         return self.root / "features.duckdb"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.tracking_home / "mlflow.db"
+
+    @property
+    def mlruns(self) -> Path:
+        return self.tracking_home / "mlruns"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
 
     @property
     def raw(self) -> Path:
@@ -76,3 +96,75 @@ class FeatureConfig(_Config):
     # the test period at the second one.
     temporal_valid_quantile: float = 0.8
     temporal_test_quantile: float = 0.9
+    # Text encoder for item titles/categories/descriptions: "wordllama" (offline, default),
+    # "sentence-transformers:<model>" (optional extra) or "none" (id-only item tower).
+    text_encoder: str = "wordllama"
+
+
+class ModelConfig(_Config):
+    """Size and shape of the sequential recommender (SASRec user tower, id+text item tower)."""
+
+    d_model: int = 64
+    n_blocks: int = 2
+    n_heads: int = 2
+    # Longest behaviour sequence the user tower reads (most recent items kept).
+    max_len: int = 50
+    dropout: float = 0.2
+    # Add the text projection to the item tower; items with no text simply get none.
+    use_text: bool = True
+    # Drop an item's id embedding with this probability while training, so the text part
+    # alone must carry meaning: this is what makes never-clicked items recommendable.
+    id_dropout: float = 0.1
+    # Learned event-type embedding (view/click/cart/purchase/rating) added to each position.
+    use_event_types: bool = True
+    # "softmax": full cross-entropy over the catalogue (best quality); "sampled": sampled
+    # softmax with log-Q correction, for catalogues too large for a full softmax.
+    loss: str = Field("softmax", pattern="^(softmax|sampled)$")
+    n_negatives: int = 1024
+
+
+class TrainConfig(_Config):
+    """How a full retrain runs. Every field is logged as an MLflow parameter."""
+
+    protocol: str = Field("leave_last_out", pattern="^(leave_last_out|temporal)$")
+    max_epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    # Early stopping on validation NDCG@10.
+    patience: int = 3
+    seed: int = 42
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    # "auto": bf16 mixed precision on CUDA and on CPUs with native bf16 (AMX), else fp32.
+    precision: str = "auto"
+    # Limit validation to this many users per epoch (0 = all); the test set is always complete.
+    max_val_users: int = 0
+    # Cap on optimizer steps per epoch (0 = a full pass), for smoke runs and fine-tunes.
+    max_steps_per_epoch: int = 0
+    num_workers: int = 0
+    # Popularity baseline window in days before the training cut-off (None = all time).
+    popularity_window_days: float | None = 7.0
+    # Item-to-item CF: co-occurrence window (positions) and neighbours kept per item.
+    cf_window: int = 3
+    cf_neighbours: int = 100
+    progress_bar: bool = True
+
+
+class EvalConfig(_Config):
+    """Full-ranking evaluation settings, shared by the model and every baseline."""
+
+    ks: tuple[int, ...] = (10, 20)
+    # Remove items already in the user's history from the ranking. SASRec-style benchmarks keep
+    # them (False): re-consumption is a legitimate next item. Reported with every result.
+    exclude_seen: bool = False
+    batch_size: int = 512
+
+
+class TrackingConfig(_Config):
+    """MLflow tracking: ``$MLFLOW_TRACKING_URI`` wins over the local SQLite default."""
+
+    experiment: str = "recsys"
+    registered_model: str = "recsys-seqrec"
+    register_model: bool = True

@@ -45,6 +45,15 @@ def run(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.Duck
     return con.execute(text, used) if used else con.execute(text)
 
 
+def fetch_one(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> tuple | None:
+    """First row of ``sql/<name>.sql``, reading the result to the end.
+
+    DuckDB refuses further work on a connection whose last result was only partly fetched.
+    """
+    rows = run(con, name, **params).fetchall()
+    return rows[0] if rows else None
+
+
 def query(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyRelation:
     """Run the single query in ``sql/<name>.sql`` and return it as a relation."""
     text = load(name)

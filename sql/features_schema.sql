@@ -11,3 +11,8 @@ CREATE TABLE IF NOT EXISTS items (
     created_at TIMESTAMP, ingest_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+-- Text embeddings of item titles/categories/descriptions, computed once per item text and
+-- encoder and reused by every training run (re-encoded only when the text or encoder changes).
+CREATE TABLE IF NOT EXISTS item_text_embeddings (
+    item_idx INTEGER PRIMARY KEY, text_hash UBIGINT, encoder VARCHAR, embedding FLOAT[]
+);

@@ -9,7 +9,7 @@ from recsys.config import Paths
 
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
-    return Paths(root=tmp_path / "home")
+    return Paths(root=tmp_path / "home", tracking_home=tmp_path / "tracking")
 
 
 def write_text(path: Path, text: str, encoding: str = "utf-8") -> Path:

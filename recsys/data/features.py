@@ -20,12 +20,21 @@ import duckdb
 from recsys import columns as C
 from recsys import sql
 from recsys.config import FeatureConfig, Paths
+from recsys.data import text
 from recsys.data.files import file_lock
 from recsys.data.landing import LandingZone, part_seq
 
 log = logging.getLogger(__name__)
 
 WATERMARK_KEY = "events_watermark"
+TEXT_ENCODER_KEY = "text_encoder"
+VALID_CUT_KEY = "temporal_valid_cut"
+MIN_EVENTS_KEY = "min_user_events"
+
+
+def get_meta(con: duckdb.DuckDBPyConnection, key: str, default: str | None = None) -> str | None:
+    row = sql.fetch_one(con, "meta_get", key=key)
+    return row[0] if row else default
 
 
 @contextlib.contextmanager
@@ -50,7 +59,7 @@ def read_store(paths: Paths) -> duckdb.DuckDBPyConnection:
 
 
 def get_watermark(con: duckdb.DuckDBPyConnection) -> int:
-    row = sql.run(con, "meta_get", key=WATERMARK_KEY).fetchone()
+    row = sql.fetch_one(con, "meta_get", key=WATERMARK_KEY)
     return int(row[0]) if row else 0
 
 
@@ -80,9 +89,9 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
     high = zone.max_seq() if high is None else high
     parts = [p for p in zone.event_parts() if low < (part_seq(p) or 0) <= high]
     item_parts = zone.item_parts()
-    n_items0 = con.execute("SELECT count(*) FROM item_map").fetchone()[0]
-    n_users0 = con.execute("SELECT count(*) FROM user_map").fetchone()[0]
-    n_events0 = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    n_items0 = con.execute("SELECT count(*) FROM item_map").fetchall()[0][0]
+    n_users0 = con.execute("SELECT count(*) FROM user_map").fetchall()[0][0]
+    n_events0 = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     con.execute("BEGIN TRANSACTION")
     try:
         if parts:
@@ -113,9 +122,9 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
     finally:
         # Temp views/tables vanish with the connection; drop the big one now.
         con.execute("DROP TABLE IF EXISTS new_events")
-    n_items = con.execute("SELECT count(*) FROM item_map").fetchone()[0]
-    n_users = con.execute("SELECT count(*) FROM user_map").fetchone()[0]
-    n_events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    n_items = con.execute("SELECT count(*) FROM item_map").fetchall()[0][0]
+    n_users = con.execute("SELECT count(*) FROM user_map").fetchall()[0][0]
+    n_events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     return RefreshReport(low, max(high, low), n_events - n_events0, n_items - n_items0,
                          n_users - n_users0)
 
@@ -125,7 +134,7 @@ def temporal_cuts(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> tuple[d
     row = con.execute(
         "SELECT quantile_disc(ts, $v), quantile_disc(ts, $t) FROM events",
         {"v": cfg.temporal_valid_quantile, "t": cfg.temporal_test_quantile},
-    ).fetchone()
+    ).fetchall()[0]
     return row
 
 
@@ -139,6 +148,9 @@ def build_derived(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
         valid_cut = test_cut = dt.datetime(1970, 1, 1)
     sql.run(con, "split_temporal", valid_cut=valid_cut, test_cut=test_cut,
             max_len=cfg.max_seq_len)
+    # Training needs the cut-offs to know which events were before the temporal validation.
+    sql.run(con, "meta_set", key=VALID_CUT_KEY, value=valid_cut.isoformat())
+    sql.run(con, "meta_set", key=MIN_EVENTS_KEY, value=str(cfg.min_user_events))
 
 
 @dataclass
@@ -158,7 +170,7 @@ class FeatureSummary:
 
 
 def summarize(con: duckdb.DuckDBPyConnection) -> FeatureSummary:
-    q = sql.run(con, "features_summary").fetchone()
+    q = sql.fetch_one(con, "features_summary")
     return FeatureSummary(get_watermark(con), *q)
 
 
@@ -171,6 +183,10 @@ def build_features(paths: Paths | None = None, cfg: FeatureConfig | None = None)
         report = refresh_events(con, paths)
         log.info(report.summary())
         build_derived(con, cfg)
+        encoder = text.load_encoder(cfg.text_encoder)
+        if encoder is not None:
+            text.refresh_text_embeddings(con, encoder)
+        sql.run(con, "meta_set", key=TEXT_ENCODER_KEY, value=encoder.name if encoder else "none")
         con.execute("CHECKPOINT")
         return report, summarize(con)
 

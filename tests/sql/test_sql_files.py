@@ -7,8 +7,10 @@ import pandas as pd
 from recsys import sql
 from recsys.data.features import build_features, read_store
 from recsys.data.ingest import ingest_frame
+from recsys.data.sequences import load_training_data
 from recsys.data.status import status_report
 from recsys.data.synthetic import generate, preset
+from recsys.models.baselines import ItemCF
 
 
 def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
@@ -30,8 +32,12 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
     con = read_store(paths)
     try:
         sql.query(con, "microbatch_extract", low=0, high=1, max_len=10).fetchall()
+        for protocol in ("leave_last_out", "temporal"):
+            data = load_training_data(con, protocol, max_len=10, popularity_window_days=7)
+            assert len(data.train_items) and len(data.test) and data.text.shape[1] == 256
     finally:
         con.close()
+    ItemCF.fit(data.train_histories(), data.n_items, data.catalogue.counts)
     assert set(sql.names()) - used == set()
 
 

@@ -1,0 +1,71 @@
+"""Transformer building blocks: pre-norm causal self-attention and a point-wise feed-forward."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention_mask(valid: torch.Tensor) -> torch.Tensor | None:
+    """Boolean ``(B, 1, L, L)`` mask, True where a query may attend; None when nothing is padding.
+
+    Sequences are left-padded. A query attends to itself and to earlier real items, never to
+    padding, so a user's vector does not depend on how much padding its batch happened to have.
+    Padding queries attend to themselves only (their output is never used), which keeps every
+    softmax row finite.
+    """
+    if bool(valid.all()):
+        return None  # plain causal attention: the fused kernels' fastest path
+    L = valid.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=valid.device).tril()
+    mask = causal & valid[:, None, None, :]
+    return mask | torch.eye(L, dtype=torch.bool, device=valid.device)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, L, d = x.shape
+        # (B, L, 3d) -> three (B, heads, L, d / heads)
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, L, d))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, hidden: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: more stable than SASRec's post-norm at the same size."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, ffn_factor: int = 1):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.ffn = FeedForward(d_model, ffn_factor * d_model, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), mask))
+        return x + self.drop(self.ffn(self.ln2(x)))

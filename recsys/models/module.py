@@ -1,0 +1,57 @@
+"""The LightningModule: wires the network to its loss, optimiser and validation metrics."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from recsys.config import ModelConfig, TrainConfig
+from recsys.evaluation import metrics as M
+from recsys.evaluation.evaluator import mask_seen, target_ranks
+from recsys.models.losses import full_softmax_loss, proposal_log_q, sampled_softmax_loss
+from recsys.models.seqrec import SeqRec
+
+
+class SeqRecModule(pl.LightningModule):
+    """Trains every position of every sequence to predict the next item (as SASRec does)."""
+
+    def __init__(self, net: SeqRec, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 item_counts: torch.Tensor | None = None, exclude_seen: bool = False):
+        super().__init__()
+        self.net = net
+        self.model_cfg, self.train_cfg = model_cfg, train_cfg
+        self.exclude_seen = exclude_seen
+        counts = item_counts if item_counts is not None else torch.ones(net.n_items + 1)
+        self.register_buffer("log_q", proposal_log_q(counts), persistent=False)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        items, types = batch["items"], batch["types"]
+        inputs, targets = items[:, :-1], items[:, 1:]
+        item_vectors = self.net.items()
+        hidden = self.net.encode(inputs, types[:, :-1], item_vectors)
+        # Only positions with a real input item carry a loss: no work is spent scoring padding.
+        keep = inputs > 0
+        hidden, targets = hidden[keep], targets[keep]
+        if self.model_cfg.loss == "softmax":
+            loss = full_softmax_loss(hidden, item_vectors, targets)
+        else:
+            loss = sampled_softmax_loss(hidden, item_vectors, targets, self.log_q,
+                                        self.model_cfg.n_negatives)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
+                 batch_size=int(keep.sum()))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        scores = self.net.score(batch["items"], batch["types"])
+        if self.exclude_seen:
+            mask_seen(scores, batch["items"])
+        ranks = target_ranks(scores, batch["target"]).cpu().numpy()
+        n = len(ranks)
+        for k in (10, 20):
+            self.log(f"val/ndcg_at_{k}", M.ndcg(ranks, k), batch_size=n, sync_dist=True,
+                     prog_bar=k == 10)
+            self.log(f"val/hr_at_{k}", M.hit_rate(ranks, k), batch_size=n, sync_dist=True)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.train_cfg.lr, betas=(0.9, 0.98),
+                                 weight_decay=self.train_cfg.weight_decay)

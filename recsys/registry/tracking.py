@@ -1,0 +1,111 @@
+"""The only module that talks to MLflow: where runs live, what they record, registration."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import mlflow
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from recsys.config import Paths, TrackingConfig
+
+log = logging.getLogger(__name__)
+
+# Listed explicitly: inferring requirements costs seconds on every log.
+PIP_REQUIREMENTS = ["torch", "numpy", "pandas", "pyarrow", "safetensors", "mlflow", "recsys"]
+
+
+def tracking_uri(paths: Paths) -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else a SQLite store in the project folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.mlflow_db}"
+
+
+def configure(paths: Paths, cfg: TrackingConfig) -> str:
+    """Point MLflow at the store and experiment; artifacts go to ``mlruns/`` for a local store."""
+    uri = tracking_uri(paths)
+    if uri.startswith("sqlite:"):
+        paths.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    if client.get_experiment_by_name(cfg.experiment) is None:
+        location = None
+        if uri.startswith("sqlite:"):
+            paths.mlruns.mkdir(parents=True, exist_ok=True)
+            location = paths.mlruns.resolve().as_uri()
+        client.create_experiment(cfg.experiment, artifact_location=location)
+    mlflow.set_experiment(cfg.experiment)
+    return uri
+
+
+def git_commit() -> str:
+    """The code version that trained a model ("unknown" outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def safe_key(name: str) -> str:
+    """MLflow keys cannot hold '@': ``ndcg@10`` is stored as ``ndcg_at_10``."""
+    return name.replace("@", "_at_")
+
+
+def flatten(prefix: str, values: Mapping) -> dict[str, str]:
+    out = {}
+    for k, v in values.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            out.update(flatten(key, v))
+        else:
+            out[key] = str(v)
+    return out
+
+
+def log_metrics(metrics: Mapping[str, float], prefix: str = "", step: int | None = None) -> None:
+    mlflow.log_metrics({safe_key(f"{prefix}{k}"): float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_text_artifact(text: str, name: str) -> None:
+    mlflow.log_text(text, name)
+
+
+def log_figure(fig, name: str) -> None:
+    mlflow.log_figure(fig, name)
+
+
+def log_model(model_dir: Path, example_history: list[str], registered_model: str | None,
+              tags: Mapping[str, str]) -> tuple[str, str | None]:
+    """Log the pyfunc (weights as safetensors artifacts) and register a version.
+
+    Returns ``(model_uri, version)``; version is None when registration is off.
+    """
+    import pandas as pd
+
+    from recsys.registry.pyfunc import SeqRecPyfunc
+
+    example = pd.DataFrame({"item_ids": [example_history]})
+    output = pd.DataFrame({"item_ids": [example_history[:1]], "scores": [[0.0]]})
+    signature = infer_signature(example, output, params={"k": 10, "exclude_seen": False})
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=SeqRecPyfunc(), artifacts={"model": str(model_dir)},
+        pip_requirements=PIP_REQUIREMENTS, signature=signature, input_example=example,
+    )
+    version = None
+    if registered_model:
+        mv = mlflow.register_model(info.model_uri, registered_model, tags=dict(tags))
+        version = mv.version
+        log.info("registered %s version %s", registered_model, version)
+    return info.model_uri, version
+
+
+def run_artifact_dir() -> Path:
+    """A scratch folder for files that are about to become artifacts of the active run."""
+    return Path(tempfile.mkdtemp(prefix="recsys-artifacts-"))

@@ -1,0 +1,51 @@
+import torch
+
+from recsys.config import ModelConfig
+from recsys.models import io
+from recsys.models.seqrec import SeqRec
+
+
+def _net(**kw):
+    torch.manual_seed(0)
+    return SeqRec(ModelConfig(d_model=16, n_heads=2, max_len=8, **kw), 30,
+                  torch.randn(31, 12)).eval()
+
+
+def test_user_vector_ignores_padding_and_positions_count_from_the_newest_item():
+    net = _net()
+    a = torch.tensor([[0, 0, 0, 5, 6, 7]])
+    b = torch.tensor([[5, 6, 7]])
+    types = torch.ones_like(a)
+    torch.testing.assert_close(net.user_vectors(a, types), net.user_vectors(b, types[:, 3:]))
+
+
+def test_attention_is_causal():
+    net = _net()
+    x = torch.tensor([[1, 2, 3, 4]])
+    y = torch.tensor([[1, 2, 3, 9]])
+    hx, hy = net.encode(x), net.encode(y)
+    torch.testing.assert_close(hx[:, :3], hy[:, :3])
+    assert not torch.allclose(hx[:, 3], hy[:, 3])
+
+
+def test_scores_cover_the_catalogue_and_never_padding():
+    net = _net()
+    s = net.score(torch.tensor([[1, 2], [0, 3]]))
+    assert s.shape == (2, 31)
+    assert torch.isinf(s[:, 0]).all() and torch.isfinite(s[:, 1:]).all()
+
+
+def test_item_tower_uses_text_and_works_without_it():
+    with_text, no_text = _net(), _net(use_text=False)
+    assert with_text.items.text_proj is not None and no_text.items.text_proj is None
+    assert torch.isfinite(no_text.score(torch.tensor([[1, 2]]))).sum() == 30
+
+
+def test_save_and_load_round_trip(tmp_path):
+    net = _net()
+    io.save(net, tmp_path / "m", [f"i{i}" for i in range(1, 31)])
+    loaded, ids, meta = io.load(tmp_path / "m")
+    x = torch.tensor([[3, 4, 5]])
+    torch.testing.assert_close(net.score(x), loaded.score(x))
+    assert ids[0] == "i1" and meta["n_items"] == 30
+    assert (tmp_path / "m" / io.WEIGHTS).read_bytes()[:8]  # safetensors, not a pickle
