@@ -171,7 +171,7 @@ def train(
     = 30,
     patience: Annotated[int, typer.Option(help="Epochs without improvement before stopping.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Sequences per optimiser step.")] = 128,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
     d_model: Annotated[int, typer.Option(help="Embedding / hidden size.")] = 64,
     blocks: Annotated[int, typer.Option(help="Transformer blocks in the user tower.")] = 2,
     heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
@@ -216,14 +216,8 @@ def train(
         EvalConfig(exclude_seen=exclude_seen),
         TrackingConfig(register_model=register),
     )
-    if result is None:  # a DDP worker rank: rank zero reports
-        return
-    typer.echo(result.summary())
-    typer.echo(f"best epoch {result.best_epoch} after {result.time_to_best_s:.1f} s; "
-               f"{result.positions_per_s:,.0f} target positions/s; "
-               f"peak RSS {result.memory['peak_rss_mb']:.0f} MB")
-    typer.echo(f"MLflow run {result.run_id}; model {result.model_uri}"
-               + (f"; registered version {result.version}" if result.version else ""))
+    if result is not None:  # None on DDP worker ranks: rank zero reports
+        _report_training(result)
 
 
 @app.command()
@@ -237,12 +231,15 @@ def status(home: HomeOpt = None) -> None:
 @app.command()
 def demo(
     preset: Annotated[Preset, typer.Option(help="Size of the synthetic world.")] = Preset.small,
+    epochs: Annotated[int, typer.Option(help="Maximum training epochs (early stopping).")] = 30,
     home: HomeOpt = None,
 ) -> None:
-    """End to end on the embedded defaults: generate, ingest, build features, summarise."""
+    """End to end on the embedded defaults: generate, ingest, build features, train, register."""
+    from recsys.config import EvalConfig, ModelConfig, TrackingConfig, TrainConfig
     from recsys.data.features import build_features
     from recsys.data.ingest import ingest_paths
     from recsys.data.status import status_report
+    from recsys.training.full_retrain import train as run_training
 
     paths = _paths(home)
     generate(preset=preset, seed=0, out=paths.raw, home=home)
@@ -253,6 +250,19 @@ def demo(
     report, _ = build_features(paths, FeatureConfig())
     typer.echo(report.summary())
     typer.echo(status_report(paths))
+    typer.echo("training the sequential recommender (full retrain) ...")
+    result = run_training(paths, ModelConfig(), TrainConfig(max_epochs=epochs), EvalConfig(),
+                          TrackingConfig())
+    _report_training(result)
+
+
+def _report_training(result) -> None:
+    typer.echo(result.summary())
+    typer.echo(f"best epoch {result.best_epoch} after {result.time_to_best_s:.1f} s; "
+               f"{result.positions_per_s:,.0f} target positions/s; "
+               f"peak RSS {result.memory['peak_rss_mb']:.0f} MB")
+    typer.echo(f"MLflow run {result.run_id}; model {result.model_uri}"
+               + (f"; registered version {result.version}" if result.version else ""))
 
 
 if __name__ == "__main__":

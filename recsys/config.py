@@ -129,7 +129,9 @@ class TrainConfig(_Config):
     protocol: str = Field("leave_last_out", pattern="^(leave_last_out|temporal)$")
     max_epochs: int = 30
     batch_size: int = 128
-    lr: float = 1e-3
+    # Higher than SASRec's 1e-3: with pre-norm blocks it converges in a third of the epochs
+    # (measured on ml-100k, bench/model_quality.py) with no loss in quality.
+    lr: float = 3e-3
     weight_decay: float = 0.0
     # Early stopping on validation NDCG@10.
     patience: int = 3

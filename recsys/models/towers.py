@@ -40,7 +40,8 @@ class ItemTower(nn.Module):
     def forward(self) -> torch.Tensor:
         """All item vectors, ``(n_items + 1, d)``; row 0 is padding."""
         ids = self.id_emb.weight
-        if self.training and self.id_dropout > 0:
+        # Without text there is nothing to fall back on, so id dropout would only add noise.
+        if self.training and self.id_dropout > 0 and self.text_proj is not None:
             keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
             ids = ids * keep
         if self.text_proj is None:

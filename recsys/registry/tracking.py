@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import mlflow
@@ -26,21 +27,42 @@ def tracking_uri(paths: Paths) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.mlflow_db}"
 
 
-def configure(paths: Paths, cfg: TrackingConfig) -> str:
-    """Point MLflow at the store and experiment; artifacts go to ``mlruns/`` for a local store."""
+@contextlib.contextmanager
+def session(paths: Paths, cfg: TrackingConfig) -> Iterator[tuple[str, str]]:
+    """Use this project's store for the duration; yields ``(uri, experiment_id)``.
+
+    ``mlflow.set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI``, which would then pass for
+    the user's choice in every later call in this process; the previous value is restored.
+    """
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield configure(paths, cfg)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def configure(paths: Paths, cfg: TrackingConfig) -> tuple[str, str]:
+    """Point MLflow at the store; returns ``(uri, experiment_id)``.
+
+    Artifacts go to ``mlruns/`` for a local store. Callers start runs with the explicit
+    experiment id: MLflow's fluent "active experiment" outlives a change of tracking URI.
+    """
     uri = tracking_uri(paths)
     if uri.startswith("sqlite:"):
         paths.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    if client.get_experiment_by_name(cfg.experiment) is None:
-        location = None
-        if uri.startswith("sqlite:"):
-            paths.mlruns.mkdir(parents=True, exist_ok=True)
-            location = paths.mlruns.resolve().as_uri()
-        client.create_experiment(cfg.experiment, artifact_location=location)
-    mlflow.set_experiment(cfg.experiment)
-    return uri
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    if experiment is not None:
+        return uri, experiment.experiment_id
+    location = None
+    if uri.startswith("sqlite:"):
+        paths.mlruns.mkdir(parents=True, exist_ok=True)
+        location = paths.mlruns.resolve().as_uri()
+    return uri, client.create_experiment(cfg.experiment, artifact_location=location)
 
 
 def git_commit() -> str:

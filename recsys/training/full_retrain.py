@@ -116,8 +116,9 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
     with contextlib.ExitStack() as stack:
         run_id, logger = None, None
         if rank_zero:
-            uri = tracking.configure(paths, tracking_cfg)
-            run = stack.enter_context(mlflow.start_run(run_name=f"full-retrain {data.protocol}"))
+            uri, experiment_id = stack.enter_context(tracking.session(paths, tracking_cfg))
+            run = stack.enter_context(mlflow.start_run(
+                experiment_id=experiment_id, run_name=f"full-retrain {data.protocol}"))
             run_id = run.info.run_id
             mlflow.log_params({
                 **tracking.flatten("model", model_cfg.model_dump()),

@@ -36,21 +36,29 @@ class TrainingHistory(pl.Callback):
     def __init__(self):
         self.history: list[dict[str, float]] = []
         self.positions = 0
-        self.step_seconds = 0.0
-        self._t_batch = 0.0
         self._t_fit = 0.0
+        self._t_epoch: float | None = None
+        self.epoch_seconds = 0.0  # training part of each epoch, wall clock, validation excluded
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._t_fit = time.perf_counter()
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._t_batch = time.perf_counter()
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t_epoch = time.perf_counter()
+
+    def _close_epoch(self) -> None:
+        if self._t_epoch is not None:
+            self.epoch_seconds += time.perf_counter() - self._t_epoch
+            self._t_epoch = None
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._close_epoch()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.step_seconds += time.perf_counter() - self._t_batch
         self.positions += int((batch["items"][:, :-1] > 0).sum())
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close_epoch()
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch + 1,
                "wall_s": time.perf_counter() - self._t_fit,
@@ -62,7 +70,8 @@ class TrainingHistory(pl.Callback):
 
     @property
     def positions_per_s(self) -> float:
-        return self.positions / self.step_seconds if self.step_seconds else float("nan")
+        """Target positions per second of training wall time (data loading included)."""
+        return self.positions / self.epoch_seconds if self.epoch_seconds else float("nan")
 
     def best(self) -> dict[str, float]:
         scored = [h for h in self.history if "val_ndcg@10" in h]

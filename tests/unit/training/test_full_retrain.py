@@ -72,8 +72,9 @@ def test_run_is_tracked_with_params_metrics_artifacts_and_a_registered_version(s
     assert str(paths.mlruns) in run.info.artifact_uri
 
 
-def test_pyfunc_maps_recent_items_to_top_k(store, result):
+def test_pyfunc_maps_recent_items_to_top_k(store, result, monkeypatch):
     paths, _ = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(paths))  # restored after the test
     mlflow.set_tracking_uri(tracking_uri(paths))
     model = mlflow.pyfunc.load_model(f"models:/recsys-seqrec/{result.version}")
     out = model.predict(pd.DataFrame({"item_ids": [["i000001", "i000002"], ["nope"], []]}),
@@ -133,3 +134,20 @@ def test_ddp_on_two_cpu_processes(store):
         filter_string="params.`train.strategy` = 'ddp'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert np.isfinite(runs[0].data.metrics["test/seqrec/ndcg_at_10"])
+
+
+@pytest.mark.parametrize("protocol,loss", [("temporal", "softmax"), ("leave_last_out", "sampled")])
+def test_other_protocol_and_loss_train(store, protocol, loss):
+    paths, _ = store
+    res = train(paths, FAST_MODEL.model_copy(update={"loss": loss, "n_negatives": 32}),
+                FAST_TRAIN.model_copy(update={"max_epochs": 2, "protocol": protocol}),
+                EvalConfig(), TrackingConfig(register_model=False))
+    assert res.fingerprint["protocol"] == protocol
+    assert np.isfinite(res.test[MODEL_NAME]["ndcg@10"]) and res.test[MODEL_NAME]["n_users"] > 0
+
+
+def test_environment_tracking_uri_wins(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking_uri(Paths(root=tmp_path, tracking_home=tmp_path)) == "http://127.0.0.1:5999"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking_uri(Paths(root=tmp_path, tracking_home=tmp_path)).startswith("sqlite:///")

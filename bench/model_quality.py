@@ -1,0 +1,157 @@
+"""Model quality and training speed on real datasets, against baselines and RecTools' SASRec.
+
+For each dataset: load it into a fresh project folder, build features, fully retrain our model
+(leave-last-out, full ranking, early stopping on validation NDCG@10 unless --fixed-epochs) and
+print NDCG@10/HR@10 for the model, the popularity and item-CF baselines, epochs and wall time to
+the best validation epoch, training throughput and peak memory. With --rectools, RecTools'
+SASRecModel (same size: d=64, 2 blocks, max length 50, full softmax) trains on the same split
+for the same number of epochs in its own virtual environment, and both print side by side.
+
+    .venv/bin/python bench/model_quality.py --dataset ml-100k --fixed-epochs 50 --rectools
+    .venv/bin/python bench/model_quality.py --dataset beauty --fixed-epochs 8 --rectools
+
+The RecTools environment is created on first use (bench/.venv-rectools; needs the package index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys import sql
+from recsys.config import EvalConfig, FeatureConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
+from recsys.data.features import build_features, read_store
+from recsys.data.ingest import ingest_frame
+from recsys.data.loaders import load
+from recsys.evaluation import metrics as M
+from recsys.training.full_retrain import MODEL_NAME, train
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+DATASETS = {"ml-100k": (DATA / "ml-100k" / "u.data", "ml100k"),
+            "beauty": (DATA / "amazon-beauty" / "Beauty.txt", "sasrec")}
+RECTOOLS_VENV = ROOT / "bench" / ".venv-rectools"
+
+
+def ensure_rectools_venv() -> Path:
+    py = RECTOOLS_VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(RECTOOLS_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "rectools[torch]==0.19.0",
+                        "pyarrow>=15,<19"], check=True)
+    return py
+
+
+def prepare(name: str, home: Path) -> Paths:
+    path, fmt = DATASETS[name]
+    paths = Paths(root=home / "data", tracking_home=home)
+    t = time.perf_counter()
+    loaded = load(path, fmt)
+    ingest_frame(loaded.events, name, data_paths=paths)
+    build_features(paths, FeatureConfig(text_encoder="none"))
+    print(f"[{name}] {len(loaded.events):,} events ingested and featurised in "
+          f"{time.perf_counter() - t:.1f} s", flush=True)
+    return paths
+
+
+def export_split(paths: Paths, folder: Path) -> pd.DataFrame:
+    con = read_store(paths)
+    try:
+        for split in ("train", "test"):
+            rows = sql.query(con, "split_rows", protocol="leave_last_out", split=split).df()
+            rows.to_parquet(folder / f"{split}.parquet")
+    finally:
+        con.close()
+    return pd.read_parquet(folder / "test.parquet")
+
+
+def list_metrics(recos: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+    """Ranks of each test target in a top-K list (misses rank beyond K), then our metrics."""
+    lists = dict(zip(recos["user_idx"], recos["items"], strict=True))
+    ranks = []
+    for user, target in zip(test["user_idx"], test["target"], strict=True):
+        items = list(lists.get(user, []))
+        ranks.append(items.index(target) + 1 if target in items else 10**9)
+    r = np.asarray(ranks)
+    return {"ndcg@10": M.ndcg(r, 10), "hr@10": M.hit_rate(r, 10), "ndcg@20": M.ndcg(r, 20),
+            "hr@20": M.hit_rate(r, 20)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", choices=[*DATASETS, "all"], default="all")
+    ap.add_argument("--fixed-epochs", type=int, default=0,
+                    help="Train exactly this many epochs (no early stopping); 0 = early stopping.")
+    ap.add_argument("--max-epochs", type=int, default=200)
+    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--precision", default="auto", help="Our model's precision (auto = bf16 here).")
+    ap.add_argument("--rectools", action="store_true", help="Also train RecTools' SASRecModel.")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    names = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    for name in names:
+        if not DATASETS[name][0].exists():
+            print(f"[{name}] skipped: {DATASETS[name][0]} not found (see ../shared/data/README.md)")
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            home = Path(tmp)
+            paths = prepare(name, home)
+            epochs = args.fixed_epochs or args.max_epochs
+            patience = epochs if args.fixed_epochs else args.patience
+            model_cfg = ModelConfig(d_model=64, n_blocks=2, n_heads=2, max_len=50, dropout=0.2,
+                                    use_text=False, use_event_types=False)
+            train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
+                                    precision=args.precision, progress_bar=False,
+                                    popularity_window_days=None)
+            t = time.perf_counter()
+            res = train(paths, model_cfg, train_cfg, EvalConfig(),
+                        TrackingConfig(register_model=False))
+            wall = time.perf_counter() - t
+            print(f"\n[{name}] full ranking, leave-last-out, seen items kept; "
+                  f"{res.fingerprint['test_users']:,} test users, "
+                  f"{res.fingerprint['items']:,} items")
+            print(f"{'model':<22}{'NDCG@10':>9}{'HR@10':>9}{'NDCG@20':>9}{'HR@20':>9}")
+            for m, r in res.test.items():
+                print(f"{m:<22}{r['ndcg@10']:>9.4f}{r['hr@10']:>9.4f}{r['ndcg@20']:>9.4f}"
+                      f"{r['hr@20']:>9.4f}")
+            ours = res.test[MODEL_NAME]
+            print(f"ours: {len(res.history)} epochs run, best validation epoch {res.best_epoch} "
+                  f"reached after {res.time_to_best_s:.1f} s; whole run {wall:.1f} s; "
+                  f"{res.positions_per_s:,.0f} target positions/s; peak RSS "
+                  f"{res.memory['peak_rss_mb']:.0f} MB", flush=True)
+            if not args.rectools:
+                continue
+            py = ensure_rectools_venv()
+            folder = home / "rectools"
+            folder.mkdir()
+            test = export_split(paths, folder)
+            proc = subprocess.run([str(py), str(ROOT / "bench" / "rectools_sasrec.py"),
+                                   str(folder), "--epochs", str(len(res.history))],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                print(proc.stderr[-3000:])
+                raise SystemExit(f"RecTools run failed ({proc.returncode})")
+            rt = json.loads((folder / "rectools.json").read_text())
+            rm = list_metrics(pd.read_parquet(folder / "recos.parquet"), test)
+            print(f"{'rectools SASRecModel':<22}{rm['ndcg@10']:>9.4f}{rm['hr@10']:>9.4f}"
+                  f"{rm['ndcg@20']:>9.4f}{rm['hr@20']:>9.4f}")
+            print(f"same {rt['epochs']} epochs: ours NDCG@10 {ours['ndcg@10']:.4f} vs RecTools "
+                  f"{rm['ndcg@10']:.4f} ({ours['ndcg@10'] / rm['ndcg@10']:.2f}x); throughput "
+                  f"{res.positions_per_s:,.0f} vs {rt['positions_per_s']:,.0f} positions/s "
+                  f"({res.positions_per_s / rt['positions_per_s']:.2f}x); RecTools fit "
+                  f"{rt['fit_s']:.1f} s, peak RSS {rt['peak_rss_mb']:.0f} MB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
