@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--precision", default="auto", help="Our model's precision (auto = bf16 here).")
     ap.add_argument("--rectools", action="store_true", help="Also train RecTools' SASRecModel.")
+    ap.add_argument("--exclude-seen", action="store_true",
+                    help="Remove seen items from rankings (the protocol of the SASRec+ paper).")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -115,10 +117,11 @@ def main() -> None:
                                     precision=args.precision, progress_bar=False,
                                     popularity_window_days=None)
             t = time.perf_counter()
-            res = train(paths, model_cfg, train_cfg, EvalConfig(),
-                        TrackingConfig(register_model=False))
+            eval_cfg = EvalConfig(exclude_seen=args.exclude_seen)
+            res = train(paths, model_cfg, train_cfg, eval_cfg, TrackingConfig(register_model=False))
             wall = time.perf_counter() - t
-            print(f"\n[{name}] full ranking, leave-last-out, seen items kept; "
+            seen = "seen items excluded" if args.exclude_seen else "seen items kept"
+            print(f"\n[{name}] full ranking, leave-last-out, {seen}; "
                   f"{res.fingerprint['test_users']:,} test users, "
                   f"{res.fingerprint['items']:,} items")
             print(f"{'model':<22}{'NDCG@10':>9}{'HR@10':>9}{'NDCG@20':>9}{'HR@20':>9}")
@@ -137,7 +140,8 @@ def main() -> None:
             folder.mkdir()
             test = export_split(paths, folder)
             proc = subprocess.run([str(py), str(ROOT / "bench" / "rectools_sasrec.py"),
-                                   str(folder), "--epochs", str(len(res.history))],
+                                   str(folder), "--epochs", str(len(res.history)),
+                                   *(["--filter-viewed"] if args.exclude_seen else [])],
                                   capture_output=True, text=True)
             if proc.returncode:
                 print(proc.stderr[-3000:])

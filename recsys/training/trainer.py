@@ -79,7 +79,13 @@ class TrainingHistory(pl.Callback):
 
 
 def peak_memory_mb() -> dict[str, float]:
-    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    """Peak resident memory of this process (and of CUDA when used), in MiB."""
+    try:  # VmHWM, unlike ru_maxrss, is not inherited from a parent process across exec
+        status = Path("/proc/self/status").read_text().splitlines()
+        rss = next(int(x.split()[1]) / 1024 for x in status if x.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"peak_rss_mb": rss}
     if torch.cuda.is_available():
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
