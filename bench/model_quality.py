@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--precision", default="auto", help="Our model's precision (auto = bf16 here).")
     ap.add_argument("--rectools", action="store_true", help="Also train RecTools' SASRecModel.")
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--exclude-seen", action="store_true",
                     help="Remove seen items from rankings (the protocol of the SASRec+ paper).")
     args = ap.parse_args()
@@ -111,7 +113,8 @@ def main() -> None:
             paths = prepare(name, home)
             epochs = args.fixed_epochs or args.max_epochs
             patience = epochs if args.fixed_epochs else args.patience
-            model_cfg = ModelConfig(d_model=64, n_blocks=2, n_heads=2, max_len=50, dropout=0.2,
+            model_cfg = ModelConfig(d_model=64, n_blocks=2, n_heads=args.heads, max_len=50,
+                                    dropout=args.dropout,
                                     use_text=False, use_event_types=False)
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
                                     precision=args.precision, progress_bar=False,
