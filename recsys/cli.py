@@ -263,6 +263,93 @@ def _report_training(result) -> None:
                f"peak RSS {result.memory['peak_rss_mb']:.0f} MB")
     typer.echo(f"MLflow run {result.run_id}; model {result.model_uri}"
                + (f"; registered version {result.version}" if result.version else ""))
+    if result.decision:
+        typer.echo(f"version {result.version} {result.decision}: {result.decision_reason}")
+
+
+@app.command()
+def update(
+    max_steps: Annotated[int, typer.Option(help="Most optimiser steps per update.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step (grows to fit max-steps).")]
+    = 256,
+    lr: Annotated[float, typer.Option(help="Fine-tune learning rate.")] = 1e-3,
+    replay_ratio: Annotated[float, typer.Option(
+        help="Replayed older sequences per sequence with new events.")] = 1.0,
+    holdout_fraction: Annotated[float, typer.Option(
+        help="Share of the newest events held out to test on (trained on next time).")] = 0.2,
+    tolerance: Annotated[float, typer.Option(
+        help="Largest relative NDCG@10 drop against the champion that still promotes.")] = 0.05,
+    max_batch_events: Annotated[int, typer.Option(
+        help="Most events per update; a larger backlog takes several updates.")] = 200_000,
+    keep_incremental: Annotated[int, typer.Option(
+        help="Incremental versions kept by retention (aliased ones always are).")] = 10,
+    keep_full: Annotated[int, typer.Option(help="Full-retrain versions kept by retention.")] = 5,
+    home: HomeOpt = None,
+) -> None:
+    """Micro-batch update: fine-tune the champion on events after its watermark, gate, promote.
+
+    Exits quickly when nothing new has landed. Every outcome is appended to updates.jsonl.
+    """
+    from recsys.config import GateConfig, RetentionConfig, UpdateConfig
+    from recsys.training.update import update as run_update
+
+    result = run_update(
+        _paths(home),
+        UpdateConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, replay_ratio=replay_ratio,
+                     holdout_fraction=holdout_fraction, max_batch_events=max_batch_events),
+        GateConfig(tolerance=tolerance),
+        RetentionConfig(keep_incremental=keep_incremental, keep_full=keep_full),
+    )
+    typer.echo(result.summary())
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered version to make the champion.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "operator",
+    home: HomeOpt = None,
+) -> None:
+    """Make VERSION the champion (the current one becomes previous-champion); recorded."""
+    from recsys.config import TrackingConfig
+    from recsys.registry.registry import Registry
+
+    registry = Registry(_paths(home), TrackingConfig())
+    registry.get(version)  # a clear error for a version that does not exist
+    registry.promote(version, f"operator: {reason}", action="promoted by operator")
+    typer.echo(f"{registry.name} version {version} is the champion")
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded on the versions).")] = "operator",
+    home: HomeOpt = None,
+) -> None:
+    """Champion <- previous-champion; recorded on both versions."""
+    from recsys.config import TrackingConfig
+    from recsys.registry.registry import Registry
+
+    registry = Registry(_paths(home), TrackingConfig())
+    try:
+        frm, to = registry.rollback(f"operator: {reason}")
+    except LookupError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"{registry.name}: champion rolled back from version {frm} to {to}")
+
+
+@app.command()
+def models(home: HomeOpt = None) -> None:
+    """List registered versions: aliases, kind, parent, watermark, model age, decision."""
+    from recsys.config import TrackingConfig
+    from recsys.registry.registry import Registry
+
+    registry = Registry(_paths(home), TrackingConfig())
+    typer.echo("| version | aliases | kind | parent | watermark | model age | decision |")
+    typer.echo("|---|---|---|---|---|---|---|")
+    for v in registry.versions():
+        age = v.age_seconds()
+        typer.echo(f"| {v.version} | {', '.join(v.aliases)} | {v.kind} | {v.parent or ''} | "
+                   f"{v.watermark} | {'' if age is None else f'{age:,.0f}s'} | "
+                   f"{v.tags.get('decision', '')}: {v.tags.get('decision_reason', '')} |")
 
 
 if __name__ == "__main__":

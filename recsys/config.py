@@ -151,6 +151,9 @@ class TrainConfig(_Config):
     # Item-to-item CF: co-occurrence window (positions) and neighbours kept per item.
     cf_window: int = 3
     cf_neighbours: int = 100
+    # Users of the test split saved with the model as the guard set: every micro-batch
+    # descendant must still rank their held-out items (catches forgetting).
+    guard_users: int = 1000
     progress_bar: bool = True
 
 
@@ -170,3 +173,55 @@ class TrackingConfig(_Config):
     experiment: str = "recsys"
     registered_model: str = "recsys-seqrec"
     register_model: bool = True
+
+
+class GateConfig(_Config):
+    """When a candidate may replace the champion.
+
+    Both are scored, test-then-train, on events neither was trained on: the newest events of
+    the batch and a fixed guard set from older data (forgetting shows up there).
+    """
+
+    # The challenger may be worse than the champion by at most this fraction of the champion's
+    # NDCG@10, on the held-out batch events and on the guard set alike.
+    tolerance: float = Field(0.05, ge=0.0, le=1.0)
+    # Recommendations have collapsed when the top-10 lists of the evaluated users hold fewer
+    # than this fraction of the distinct items the champion's lists hold.
+    min_distinct_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    # A full retrain must beat the popularity baseline on its own test split by this factor.
+    full_min_lift_over_popularity: float = 1.0
+
+
+class UpdateConfig(_Config):
+    """The every-minute micro-batch fine-tune of the champion."""
+
+    # Optimiser steps per update; the fine-tune stops earlier when the batch is used up.
+    max_steps: int = Field(40, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = 1e-3
+    # Replayed older sequences per sequence of new events, so the model does not forget.
+    replay_ratio: float = Field(1.0, ge=0.0)
+    # Share of the batch's newest events (whole ingestion parts) held out to judge the
+    # candidate; they are trained on by the next update, after being tested on.
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    # At most this many held-out events are scored (a seeded sample).
+    max_eval_events: int = 2000
+    # At most this many events per update; a bigger backlog is worked off over several runs.
+    max_batch_events: int = 200_000
+    seed: int = 42
+    accelerator: str = "auto"
+    precision: str = "auto"
+    # Skip the update when the batch has fewer new events than this (0 = any).
+    min_events: int = 0
+
+
+class RetentionConfig(_Config):
+    """What the registry keeps when a version is added every minute.
+
+    Aliased versions (champion, previous-champion, challenger) are always kept. Older versions
+    lose their model artifacts and registry entry; their MLflow runs (metrics, lineage tags)
+    stay, so the history remains browsable at a few KB per update.
+    """
+
+    keep_incremental: int = Field(10, ge=0)
+    keep_full: int = Field(5, ge=1)

@@ -1,6 +1,7 @@
--- The micro-batch: every event with ingestion sequence in ($low, $high], plus, for each user it
--- touches, the full recent sequence (last $max_len events by time, old and new, new items
--- included). Event types are coded as in user_sequences. is_new marks which positions the batch contributes.
+-- The micro-batch's training sequences: for each user with events of sequence in ($low, $high],
+-- their recent sequence (last $max_len events by time among sequences <= $high, old and new, new
+-- items included). Event types are coded as in user_sequences. is_new marks the positions the
+-- batch contributes: only those are trained on, so no event enters a lineage twice.
 WITH touched AS (
     SELECT DISTINCT user_idx FROM events WHERE ingest_seq > $low AND ingest_seq <= $high
 ),

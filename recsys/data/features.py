@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -30,6 +31,9 @@ WATERMARK_KEY = "events_watermark"
 TEXT_ENCODER_KEY = "text_encoder"
 VALID_CUT_KEY = "temporal_valid_cut"
 MIN_EVENTS_KEY = "min_user_events"
+# Events watermark when the sequences and splits were last rebuilt. Micro-batch updates append
+# events without rebuilding them, so a full retrain has seen exactly this much, not more.
+DERIVED_WATERMARK_KEY = "derived_watermark"
 
 
 def get_meta(con: duckdb.DuckDBPyConnection, key: str, default: str | None = None) -> str | None:
@@ -50,12 +54,23 @@ def open_store(paths: Paths, timeout: float = 600.0) -> Iterator[duckdb.DuckDBPy
             con.close()
 
 
-def read_store(paths: Paths) -> duckdb.DuckDBPyConnection:
-    """Read-only connection for consumers (training, scoring)."""
+def read_store(paths: Paths, timeout: float = 300.0) -> duckdb.DuckDBPyConnection:
+    """Read-only connection for consumers (training, scoring).
+
+    DuckDB refuses readers while another process writes, and writers (feature builds,
+    micro-batch refreshes) hold the file for seconds at a time: wait for them.
+    """
     if not paths.features_db.exists():
         raise FileNotFoundError(
             f"{paths.features_db} does not exist: run `recsys features` after ingesting events")
-    return sql.connect(paths.features_db, read_only=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return sql.connect(paths.features_db, read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def get_watermark(con: duckdb.DuckDBPyConnection) -> int:
@@ -151,6 +166,7 @@ def build_derived(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
     # Training needs the cut-offs to know which events were before the temporal validation.
     sql.run(con, "meta_set", key=VALID_CUT_KEY, value=valid_cut.isoformat())
     sql.run(con, "meta_set", key=MIN_EVENTS_KEY, value=str(cfg.min_user_events))
+    sql.run(con, "meta_set", key=DERIVED_WATERMARK_KEY, value=str(get_watermark(con)))
 
 
 @dataclass

@@ -105,6 +105,8 @@ def load_training_data(con: duckdb.DuckDBPyConnection, protocol: str, max_len: i
 
     encoder = features.get_meta(con, features.TEXT_ENCODER_KEY, "none")
     summary = features.summarize(con)
+    watermark = int(features.get_meta(con, features.DERIVED_WATERMARK_KEY, str(summary.watermark)))
+    newest, _ = sql.fetch_one(con, "event_time_bounds", seen=watermark, high=watermark)
     return TrainingData(
         protocol=protocol,
         train_items=torch.from_numpy(pad_left(train["history"], max_len + 1)),
@@ -117,8 +119,9 @@ def load_training_data(con: duckdb.DuckDBPyConnection, protocol: str, max_len: i
         text_encoder=encoder,
         item_ids=catalogue["item_id"].tolist(),
         fingerprint={
-            "watermark": summary.watermark, "events": summary.events, "users": summary.users,
+            "watermark": watermark, "events": summary.events, "users": summary.users,
             "items": summary.items, "protocol": protocol, "train_sequences": train.num_rows,
             "valid_users": rows["valid"].num_rows, "test_users": rows["test"].num_rows,
+            "newest_event_ts": newest.isoformat() if newest else "",
         },
     )

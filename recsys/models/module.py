@@ -24,21 +24,31 @@ class SeqRecModule(pl.LightningModule):
         counts = item_counts if item_counts is not None else torch.ones(net.n_items + 1)
         self.register_buffer("log_q", proposal_log_q(counts), persistent=False)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Next-item loss and the number of positions it covers.
+
+        An optional boolean ``mask`` (same shape as ``items``) says which next items are
+        trained on; a fine-tune uses it to learn only the events that are new to the model.
+        """
         items, types = batch["items"], batch["types"]
         inputs, targets = items[:, :-1], items[:, 1:]
         item_vectors = self.net.items()
         hidden = self.net.encode(inputs, types[:, :-1], item_vectors)
         # Only positions with a real input item carry a loss: no work is spent scoring padding.
         keep = inputs > 0
+        if "mask" in batch:
+            keep = keep & batch["mask"][:, 1:]
         hidden, targets = hidden[keep], targets[keep]
         if self.model_cfg.loss == "softmax":
             loss = full_softmax_loss(hidden, item_vectors, targets)
         else:
             loss = sampled_softmax_loss(hidden, item_vectors, targets, self.log_q,
                                         self.model_cfg.n_negatives)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
-                 batch_size=int(keep.sum()))
+        return loss, int(keep.sum())
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, n = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -37,6 +37,33 @@ class ItemTower(nn.Module):
     def n_items(self) -> int:
         return self.id_emb.num_embeddings - 1
 
+    @torch.no_grad()
+    def grow(self, n_items: int, text: torch.Tensor | None = None) -> None:
+        """Make room for items indexed up to ``n_items`` (id maps only ever append).
+
+        A new item's id row starts at zero, so its vector is its text projection: it is
+        recommendable at once and the fine-tune moves it from there. ``text`` (all items, new
+        and old, since a title may have changed) replaces the text buffer when given.
+        """
+        old = self.id_emb.weight
+        if n_items < self.n_items:
+            raise ValueError(f"cannot shrink the item tower from {self.n_items} to {n_items} items")
+        if n_items > self.n_items:
+            emb = nn.Embedding(n_items + 1, old.shape[1], padding_idx=0).to(old.device, old.dtype)
+            emb.weight.zero_()
+            emb.weight[: old.shape[0]] = old
+            self.id_emb = emb
+        if self.text_proj is None:
+            self.text = torch.zeros(n_items + 1, 0, device=old.device)
+            return
+        if text is None:
+            text = torch.cat([self.text, self.text.new_zeros(n_items + 1 - len(self.text),
+                                                             self.text.shape[1])])
+        if tuple(text.shape) != (n_items + 1, self.text.shape[1]):
+            raise ValueError(f"text matrix of shape {tuple(text.shape)} does not fit "
+                             f"{n_items} items of text dimension {self.text.shape[1]}")
+        self.text = text.to(self.text.device, torch.float32).clone()
+
     def forward(self) -> torch.Tensor:
         """All item vectors, ``(n_items + 1, d)``; row 0 is padding."""
         ids = self.id_emb.weight

@@ -104,10 +104,12 @@ def log_figure(fig, name: str) -> None:
 
 
 def log_model(model_dir: Path, example_history: list[str], registered_model: str | None,
-              tags: Mapping[str, str]) -> tuple[str, str | None]:
+              tags: Mapping[str, str], input_example: bool = True) -> tuple[str, str | None]:
     """Log the pyfunc (weights as safetensors artifacts) and register a version.
 
-    Returns ``(model_uri, version)``; version is None when registration is off.
+    Returns ``(model_uri, version)``; version is None when registration is off. Without
+    ``input_example`` MLflow skips loading the model to validate the example, which an
+    every-minute update cannot afford; the signature is logged either way.
     """
     import pandas as pd
 
@@ -118,7 +120,8 @@ def log_model(model_dir: Path, example_history: list[str], registered_model: str
     signature = infer_signature(example, output, params={"k": 10, "exclude_seen": False})
     info = mlflow.pyfunc.log_model(
         name="model", python_model=SeqRecPyfunc(), artifacts={"model": str(model_dir)},
-        pip_requirements=PIP_REQUIREMENTS, signature=signature, input_example=example,
+        pip_requirements=PIP_REQUIREMENTS, signature=signature,
+        input_example=example if input_example else None,
     )
     version = None
     if registered_model:

@@ -11,22 +11,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from recsys.config import EvalConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
+from recsys.config import EvalConfig, GateConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
 from recsys.data.datamodule import SequenceDataModule
 from recsys.data.features import read_store
 from recsys.data.sequences import TrainingData, load_training_data
-from recsys.evaluation.evaluator import evaluate
+from recsys.evaluation.evaluator import EvalSet, evaluate
 from recsys.evaluation.report import metrics_table, training_curves
 from recsys.models import io
 from recsys.models.baselines import ItemCF, Popularity
 from recsys.models.module import SeqRecModule
 from recsys.models.seqrec import SeqRec
 from recsys.registry import tracking
+from recsys.registry.registry import Registry
+from recsys.training.gate import decide_full
 from recsys.training.trainer import build_trainer, peak_memory_mb, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,12 @@ class TrainResult:
     memory: dict[str, float]
     fingerprint: dict = field(default_factory=dict)
     model_dir: Path | None = None
+    decision: str = ""  # promoted | rejected | "" (not registered)
+    decision_reason: str = ""
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promoted"
 
     def summary(self) -> str:
         return metrics_table(self.test, "test (full ranking)")
@@ -75,6 +84,18 @@ def read_training_data(paths: Paths, train_cfg: TrainConfig,
     return data
 
 
+def guard_set(test: EvalSet, n: int, seed: int) -> EvalSet:
+    """A seeded sample of the test split, the lineage's fixed check against forgetting.
+
+    It is held out from this training and, as every incremental descendant trains only on
+    newer events, from theirs too.
+    """
+    if len(test) <= n:
+        return test
+    pick = np.sort(np.random.default_rng(seed).choice(len(test), n, replace=False))
+    return test.subset(pick)
+
+
 def fit_baselines(data: TrainingData, cfg: TrainConfig) -> dict[str, object]:
     return {
         "popularity": Popularity(data.recent_counts),
@@ -96,9 +117,14 @@ def evaluate_all(net: SeqRec, baselines: dict, data: TrainingData, eval_cfg: Eva
 
 def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
           train_cfg: TrainConfig | None = None, eval_cfg: EvalConfig | None = None,
-          tracking_cfg: TrackingConfig | None = None) -> TrainResult | None:
-    """Run a full retrain. Returns None on DDP ranks other than zero."""
+          tracking_cfg: TrackingConfig | None = None,
+          gate_cfg: GateConfig | None = None) -> TrainResult | None:
+    """Run a full retrain; a registered version is gated and, if it passes, promoted.
+
+    Returns None on DDP ranks other than zero.
+    """
     paths, model_cfg = paths or Paths(), model_cfg or ModelConfig()
+    gate_cfg = gate_cfg or GateConfig()
     train_cfg, eval_cfg = train_cfg or TrainConfig(), eval_cfg or EvalConfig()
     tracking_cfg = tracking_cfg or TrackingConfig()
     rank_zero = rank_zero_only.rank == 0
@@ -155,13 +181,37 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
             time_to_best_s=float(best.get("wall_s", float("nan"))),
             positions_per_s=history.positions_per_s, memory=memory, fingerprint=fp)
         log.info("\n%s", result.summary())
-        _log_run(result, net.cpu(), data, eval_cfg, tracking_cfg, paths)
+        _log_run(result, net.cpu(), data, eval_cfg, train_cfg, tracking_cfg, paths)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the registered artifacts are the durable copy
+        if result.version:
+            _gate_and_promote(result, net, paths, tracking_cfg, gate_cfg)
         return result
 
 
+def _gate_and_promote(result: TrainResult, net: SeqRec, paths: Paths,
+                      tracking_cfg: TrackingConfig, gate_cfg: GateConfig) -> None:
+    """A full retrain starts a new lineage, promoted over any champion if it passes its gate.
+
+    The micro-batches then continue from its watermark.
+    """
+    registry = Registry(paths, tracking_cfg)
+    registry.tag(result.version, {"lineage_root": result.version})
+    registry.set_challenger(result.version)
+    verdict = decide_full(result.test[MODEL_NAME]["ndcg@10"],
+                          result.test["popularity"]["ndcg@10"], net, gate_cfg)
+    if verdict.promote:
+        registry.promote(result.version, verdict.reason)
+        result.decision = "promoted"
+    else:
+        registry.reject(result.version, verdict.reason)
+        result.decision = "rejected"
+    result.decision_reason = verdict.reason
+    registry.client.set_tag(result.run_id, "decision", result.decision)
+    registry.client.set_tag(result.run_id, "decision_reason", verdict.reason)
+
+
 def _log_run(result: TrainResult, net: SeqRec, data: TrainingData, eval_cfg: EvalConfig,
-             tracking_cfg: TrackingConfig, paths: Paths) -> None:
+             train_cfg: TrainConfig, tracking_cfg: TrackingConfig, paths: Paths) -> None:
     for split, results in (("valid", result.valid), ("test", result.test)):
         for name, metrics in results.items():
             tracking.log_metrics(metrics, prefix=f"{split}/{name}/")
@@ -180,13 +230,17 @@ def _log_run(result: TrainResult, net: SeqRec, data: TrainingData, eval_cfg: Eva
         tracking.log_figure(fig, "training_curves.png")
         plt.close(fig)
     folder = tracking.run_artifact_dir() / "model"
-    io.save(net, folder, data.item_ids, extra={"fingerprint": result.fingerprint,
-                                                "protocol": data.protocol})
+    io.save(net, folder, data.item_ids,
+            extra={"fingerprint": result.fingerprint, "protocol": data.protocol,
+                   "text_encoder": data.text_encoder,
+                   "watermark": result.fingerprint["watermark"]},
+            guard=guard_set(data.test, train_cfg.guard_users, train_cfg.seed))
     result.model_dir = folder
     example = [data.item_ids[i - 1] for i in data.test.items[0].tolist() if i > 0][-5:] or \
         data.item_ids[:1]
     tags = {"kind": "full", "watermark": str(result.fingerprint["watermark"]),
             "data_fingerprint": result.fingerprint["id"], "run_id": result.run_id or "",
+            "newest_event_ts": result.fingerprint.get("newest_event_ts", ""),
             "test_ndcg_at_10": f"{result.test[MODEL_NAME]['ndcg@10']:.5f}",
             "git_commit": tracking.git_commit()}
     registered = tracking_cfg.registered_model if tracking_cfg.register_model else None

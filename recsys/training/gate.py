@@ -1,0 +1,161 @@
+"""The promotion gate: a candidate replaces the champion only if nothing says it is worse.
+
+Checks, in order: every weight is finite; the model scores a smoke set of histories (empty,
+one item, long) into finite, well-formed top-K lists; its recommendations have not collapsed
+onto a few items; and on every evaluation set (the held-out newest events and the guard set)
+its NDCG@10 is no worse than the champion's by more than the tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from recsys.config import GateConfig
+from recsys.evaluation import metrics as M
+from recsys.evaluation.evaluator import EvalSet, trim
+from recsys.models.seqrec import SeqRec
+
+K = 10
+
+
+@dataclass
+class SetScore:
+    """One model on one evaluation set."""
+
+    n: int
+    ndcg: float
+    hr: float
+    distinct: int  # distinct items across all top-K lists
+
+    def as_dict(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}ndcg@{K}": self.ndcg, f"{prefix}hr@{K}": self.hr,
+                f"{prefix}distinct@{K}": float(self.distinct), f"{prefix}n": float(self.n)}
+
+
+@torch.no_grad()
+def score_set(net: SeqRec, data: EvalSet | None, device: torch.device | str = "cpu",
+              batch_size: int = 512) -> SetScore:
+    """NDCG/HR@10 with full ranking; a target the model has no row for counts as a miss."""
+    if data is None or len(data) == 0:
+        return SetScore(0, float("nan"), float("nan"), 0)
+    ranks, tops = [], []
+    for start in range(0, len(data), batch_size):
+        batch = data.subset(slice(start, start + batch_size))
+        items, types = trim(batch.items.to(device), batch.types.to(device))
+        items = items.masked_fill(items > net.n_items, 0)  # items newer than the model
+        scores = net.score(items, types).float()
+        scores = torch.nan_to_num(scores, nan=float("-inf"))
+        target = batch.target.to(device)
+        known = target <= net.n_items
+        t = scores.gather(1, target.clamp(max=net.n_items)[:, None])
+        rank = (scores >= t).sum(1).clamp(min=1)
+        rank = torch.where(known, rank, torch.full_like(rank, scores.shape[1] + 1))
+        ranks.append(rank.cpu())
+        tops.append(scores.topk(min(K, net.n_items), dim=1).indices.cpu())
+    r = torch.cat(ranks).numpy()
+    top = torch.cat(tops).numpy()
+    return SetScore(len(r), M.ndcg(r, K), M.hit_rate(r, K), int(len(np.unique(top))))
+
+
+def finite_weights(net: SeqRec) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in net.state_dict().values()
+               if p.is_floating_point())
+
+
+@torch.no_grad()
+def smoke_test(net: SeqRec, device: torch.device | str = "cpu") -> str | None:
+    """None if the model scores sane lists; otherwise what is wrong with them."""
+    n, L = net.n_items, net.cfg.max_len
+    g = torch.Generator().manual_seed(0)
+    rows = torch.zeros(4, L, dtype=torch.long)
+    rows[1, -1] = 1
+    rows[2, -min(L, 5):] = torch.randint(1, n + 1, (min(L, 5),), generator=g)
+    rows[3] = torch.randint(1, n + 1, (L,), generator=g)
+    types = (rows > 0).long()
+    try:
+        scores = net.score(rows.to(device), types.to(device)).float().cpu()
+    except Exception as exc:  # a model that cannot score at all fails the gate, not the job
+        return f"scoring raised {type(exc).__name__}: {exc}"
+    if tuple(scores.shape) != (4, n + 1):
+        return f"scores have shape {tuple(scores.shape)}, expected {(4, n + 1)}"
+    if not torch.isfinite(scores[:, 1:]).all():
+        return "scores contain NaN or inf"
+    top = scores.topk(min(K, n), dim=1).indices
+    if (top < 1).any():
+        return "top-K lists contain the padding index"
+    return None
+
+
+@dataclass
+class Verdict:
+    promote: bool
+    reason: str
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+def _worse(challenger: float, champion: float, tolerance: float) -> bool:
+    if math.isnan(champion):
+        return False
+    return challenger < champion * (1.0 - tolerance) - 1e-12
+
+
+def decide(champion: dict[str, SetScore], challenger: dict[str, SetScore],
+           net: SeqRec, cfg: GateConfig, losses_finite: bool = True,
+           device: torch.device | str = "cpu") -> Verdict:
+    """Promotion decision of an incremental candidate, with every figure it used."""
+    figures: dict[str, float] = {}
+    for name in challenger:
+        figures |= champion[name].as_dict(f"{name}.champion.")
+        figures |= challenger[name].as_dict(f"{name}.challenger.")
+    if not losses_finite:
+        return Verdict(False, "training loss was NaN/inf", figures)
+    if not finite_weights(net):
+        return Verdict(False, "weights contain NaN/inf", figures)
+    problem = smoke_test(net, device)
+    if problem:
+        return Verdict(False, f"smoke scoring failed: {problem}", figures)
+    for name, score in challenger.items():
+        base = champion[name]
+        if score.n == 0:
+            continue
+        if math.isnan(score.ndcg):
+            return Verdict(False, f"{name} NDCG@{K} is NaN", figures)
+        if base.distinct and score.distinct < cfg.min_distinct_ratio * base.distinct:
+            return Verdict(False, (
+                f"recommendations collapsed on {name}: {score.distinct} distinct items in the "
+                f"top-{K} lists against the champion's {base.distinct}"), figures)
+        if _worse(score.ndcg, base.ndcg, cfg.tolerance):
+            return Verdict(False, (
+                f"{name} NDCG@{K} {score.ndcg:.4f} is worse than the champion's "
+                f"{base.ndcg:.4f} by more than {cfg.tolerance:.0%}"), figures)
+    summary = ", ".join(f"{name} NDCG@{K} {challenger[name].ndcg:.4f} vs {champion[name].ndcg:.4f}"
+                        for name in challenger if challenger[name].n)
+    summary = summary or "no evaluation events"
+    return Verdict(True, f"not worse within {cfg.tolerance:.0%}: {summary}", figures)
+
+
+def decide_full(test_ndcg: float, popularity_ndcg: float, net: SeqRec, cfg: GateConfig,
+                device: torch.device | str = "cpu") -> Verdict:
+    """Promotion decision of a full retrain: sane, and better than popularity on its test split.
+
+    A full retrain is not compared with an incremental champion on held-out events: the
+    champion has usually trained on them already, which would bias the comparison.
+    """
+    figures = {"test.ndcg@10": test_ndcg, "test.popularity.ndcg@10": popularity_ndcg}
+    if not finite_weights(net):
+        return Verdict(False, "weights contain NaN/inf", figures)
+    problem = smoke_test(net, device)
+    if problem:
+        return Verdict(False, f"smoke scoring failed: {problem}", figures)
+    if not math.isfinite(test_ndcg):
+        return Verdict(False, "test NDCG@10 is NaN", figures)
+    floor = popularity_ndcg * cfg.full_min_lift_over_popularity
+    if test_ndcg <= floor:
+        return Verdict(False, (f"test NDCG@10 {test_ndcg:.4f} does not beat popularity's "
+                               f"{popularity_ndcg:.4f}"), figures)
+    return Verdict(True, (f"full retrain: test NDCG@10 {test_ndcg:.4f} beats popularity's "
+                          f"{popularity_ndcg:.4f}"), figures)
