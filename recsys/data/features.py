@@ -28,7 +28,8 @@ from recsys.data.landing import LandingZone, part_seq
 log = logging.getLogger(__name__)
 
 WATERMARK_KEY = "events_watermark"
-TEXT_ENCODER_KEY = "text_encoder"
+TEXT_ENCODER_KEY = "text_encoder"  # the encoder's name, as stored with each embedding
+TEXT_ENCODER_SPEC_KEY = "text_encoder_spec"  # how to load it again (FeatureConfig.text_encoder)
 VALID_CUT_KEY = "temporal_valid_cut"
 MIN_EVENTS_KEY = "min_user_events"
 # Events watermark when the sequences and splits were last rebuilt. Micro-batch updates append
@@ -203,6 +204,7 @@ def build_features(paths: Paths | None = None, cfg: FeatureConfig | None = None)
         if encoder is not None:
             text.refresh_text_embeddings(con, encoder)
         sql.run(con, "meta_set", key=TEXT_ENCODER_KEY, value=encoder.name if encoder else "none")
+        sql.run(con, "meta_set", key=TEXT_ENCODER_SPEC_KEY, value=cfg.text_encoder)
         con.execute("CHECKPOINT")
         return report, summarize(con)
 

@@ -127,10 +127,11 @@ def refresh(con: duckdb.DuckDBPyConnection, paths: Paths) -> features.RefreshRep
     """Append newly landed events to the store and embed the text of new items."""
     report = features.refresh_events(con, paths)
     encoder_name = features.get_meta(con, features.TEXT_ENCODER_KEY, "none")
-    if encoder_name != "none":
+    spec = features.get_meta(con, features.TEXT_ENCODER_SPEC_KEY, "none")
+    if encoder_name != "none" and spec != "none":
         pending = sql.query(con, "item_texts_pending", encoder=encoder_name).fetchall()
         if pending:
-            text.refresh_text_embeddings(con, text.load_encoder(encoder_name))
+            text.refresh_text_embeddings(con, text.load_encoder(spec))
     return report
 
 

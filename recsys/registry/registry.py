@@ -97,7 +97,7 @@ class Registry:
         return Version(str(mv.version), dict(mv.tags or {}), model_id, mv.run_id, aliases)
 
     def aliases(self) -> dict[str, str]:
-        """alias -> version (searches do not fill in aliases, so ask the model itself)."""
+        """Alias -> version (searches do not fill in aliases, so ask the model itself)."""
         try:
             return dict(self.client.get_registered_model(self.name).aliases or {})
         except MlflowException:

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -118,15 +119,17 @@ def log_model(model_dir: Path, example_history: list[str], registered_model: str
     example = pd.DataFrame({"item_ids": [example_history]})
     output = pd.DataFrame({"item_ids": [example_history[:1]], "scores": [[0.0]]})
     signature = infer_signature(example, output, params={"k": 10, "exclude_seen": False})
-    info = mlflow.pyfunc.log_model(
-        name="model", python_model=SeqRecPyfunc(), artifacts={"model": str(model_dir)},
-        pip_requirements=PIP_REQUIREMENTS, signature=signature,
-        input_example=example if input_example else None,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=SeqRecPyfunc(), artifacts={"model": str(model_dir)},
+            pip_requirements=PIP_REQUIREMENTS, signature=signature,
+            input_example=example if input_example else None,
+        )
     version = None
     if registered_model:
         mv = mlflow.register_model(info.model_uri, registered_model, tags=dict(tags))
-        version = mv.version
+        version = str(mv.version)
         log.info("registered %s version %s", registered_model, version)
     return info.model_uri, version
 

@@ -17,8 +17,8 @@ import torch
 from recsys.config import TrainConfig, UpdateConfig
 from recsys.data.datamodule import BucketBatchSampler
 from recsys.data.microbatch import FineTuneData
-from recsys.faults import crash_point
 from recsys.evaluation.evaluator import trim
+from recsys.faults import crash_point
 from recsys.models.module import SeqRecModule
 from recsys.models.seqrec import SeqRec
 from recsys.training.trainer import resolve_precision

@@ -103,21 +103,28 @@ def _worse(challenger: float, champion: float, tolerance: float) -> bool:
     return challenger < champion * (1.0 - tolerance) - 1e-12
 
 
-def decide(champion: dict[str, SetScore], challenger: dict[str, SetScore],
-           net: SeqRec, cfg: GateConfig, losses_finite: bool = True,
-           device: torch.device | str = "cpu") -> Verdict:
-    """Promotion decision of an incremental candidate, with every figure it used."""
-    figures: dict[str, float] = {}
-    for name in challenger:
-        figures |= champion[name].as_dict(f"{name}.champion.")
-        figures |= challenger[name].as_dict(f"{name}.challenger.")
+def sanity(net: SeqRec, losses_finite: bool = True,
+           device: torch.device | str = "cpu") -> str | None:
+    """None if the candidate may be evaluated at all; otherwise why it is rejected outright."""
     if not losses_finite:
-        return Verdict(False, "training loss was NaN/inf", figures)
+        return "training loss was NaN/inf"
     if not finite_weights(net):
-        return Verdict(False, "weights contain NaN/inf", figures)
+        return "weights contain NaN/inf"
     problem = smoke_test(net, device)
-    if problem:
-        return Verdict(False, f"smoke scoring failed: {problem}", figures)
+    return f"smoke scoring failed: {problem}" if problem else None
+
+
+def figures_of(scores: dict[str, SetScore], role: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, score in scores.items():
+        out |= score.as_dict(f"{name}.{role}.")
+    return out
+
+
+def compare(champion: dict[str, SetScore], challenger: dict[str, SetScore],
+            cfg: GateConfig) -> Verdict:
+    """Promotion decision of a sane incremental candidate, with every figure it used."""
+    figures = figures_of(champion, "champion") | figures_of(challenger, "challenger")
     for name, score in challenger.items():
         base = champion[name]
         if score.n == 0:
@@ -146,11 +153,9 @@ def decide_full(test_ndcg: float, popularity_ndcg: float, net: SeqRec, cfg: Gate
     champion has usually trained on them already, which would bias the comparison.
     """
     figures = {"test.ndcg@10": test_ndcg, "test.popularity.ndcg@10": popularity_ndcg}
-    if not finite_weights(net):
-        return Verdict(False, "weights contain NaN/inf", figures)
-    problem = smoke_test(net, device)
+    problem = sanity(net, True, device)
     if problem:
-        return Verdict(False, f"smoke scoring failed: {problem}", figures)
+        return Verdict(False, problem, figures)
     if not math.isfinite(test_ndcg):
         return Verdict(False, "test NDCG@10 is NaN", figures)
     floor = popularity_ndcg * cfg.full_min_lift_over_popularity

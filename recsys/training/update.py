@@ -34,7 +34,7 @@ from recsys.models import io
 from recsys.registry import tracking
 from recsys.registry.registry import Registry, now_iso
 from recsys.training.finetune import device_for, fine_tune
-from recsys.training.gate import SetScore, Verdict, decide, score_set
+from recsys.training.gate import SetScore, Verdict, compare, figures_of, sanity, score_set
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,11 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
     counts = torch.from_numpy(batch.item_counts).float()
     report = fine_tune(candidate, FineTuneData.concat(batch.new, batch.replay), cfg, counts)
     clock.lap("train")
-    after = _scores(candidate, batch, guard, device)
-    verdict = decide(before, after, candidate, gate_cfg, report.finite, device)
+    problem = sanity(candidate, report.finite, device)
+    if problem:  # a broken model is not even scored
+        verdict = Verdict(False, problem, figures_of(before, "champion"))
+    else:
+        verdict = compare(before, _scores(candidate, batch, guard, device), gate_cfg)
     clock.lap("eval")
 
     result = UpdateResult("rejected", verdict.reason, champion.version, plan=plan,
