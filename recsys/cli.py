@@ -222,31 +222,58 @@ def train(
 
 @app.command()
 def status(home: HomeOpt = None) -> None:
-    """Print what the landing zone, quarantine and feature store hold."""
+    """Print what the landing zone, quarantine and feature store hold, and the champion."""
+    from recsys.config import TrackingConfig
     from recsys.data.status import status_report
+    from recsys.registry.registry import Registry
 
-    typer.echo(status_report(_paths(home)))
+    paths = _paths(home)
+    typer.echo(status_report(paths))
+    champion = Registry(paths, TrackingConfig()).champion()
+    if champion is None:
+        typer.echo("champion: none yet (run `recsys train`)")
+    else:
+        age = champion.age_seconds()
+        typer.echo(f"champion: version {champion.version} ({champion.kind}), watermark "
+                   f"{champion.watermark}, model age "
+                   + ("unknown" if age is None else f"{age:,.0f} s"))
 
 
 @app.command()
 def demo(
     preset: Annotated[Preset, typer.Option(help="Size of the synthetic world.")] = Preset.small,
     epochs: Annotated[int, typer.Option(help="Maximum training epochs (early stopping).")] = 30,
+    live_fraction: Annotated[float, typer.Option(
+        help="Newest share of events held back and landed live after the full retrain.")]
+    = 0.1,
+    updates: Annotated[int, typer.Option(help="Micro-batch updates run on the live events.")]
+    = 3,
     home: HomeOpt = None,
 ) -> None:
-    """End to end on the embedded defaults: generate, ingest, build features, train, register."""
+    """End to end on the embedded defaults: data, features, full retrain, micro-batches.
+
+    Generates the synthetic world, ingests all but the newest events, builds features and
+    fully retrains (registered and promoted to champion); then lands the newest events live
+    and runs micro-batch updates on them (fine-tune, gate, promote).
+    """
+    import pandas as pd
+
     from recsys.config import EvalConfig, ModelConfig, TrackingConfig, TrainConfig
     from recsys.data.features import build_features
-    from recsys.data.ingest import ingest_paths
+    from recsys.data.ingest import ingest_frame, ingest_paths
     from recsys.data.status import status_report
     from recsys.training.full_retrain import train as run_training
+    from recsys.training.update import update as run_update
 
     paths = _paths(home)
     generate(preset=preset, seed=0, out=paths.raw, home=home)
-    for kind in ("items", "events"):
-        for r in ingest_paths([paths.raw / f"{kind}.parquet"], kind=kind, data_paths=paths,
-                              config=IngestConfig()):
-            typer.echo(r.summary())
+    for r in ingest_paths([paths.raw / "items.parquet"], kind="items", data_paths=paths,
+                          config=IngestConfig()):
+        typer.echo(r.summary())
+    events = pd.read_parquet(paths.raw / "events.parquet").sort_values("ts", kind="stable")
+    n_live = int(len(events) * live_fraction)
+    history, live = events.iloc[:len(events) - n_live], events.iloc[len(events) - n_live:]
+    typer.echo(ingest_frame(history, "history", data_paths=paths).summary())
     report, _ = build_features(paths, FeatureConfig())
     typer.echo(report.summary())
     typer.echo(status_report(paths))
@@ -254,6 +281,17 @@ def demo(
     result = run_training(paths, ModelConfig(), TrainConfig(max_epochs=epochs), EvalConfig(),
                           TrackingConfig())
     _report_training(result)
+    if not updates or not n_live:
+        return
+    parts = 2 * updates  # each update trains one part and holds out the newest
+    typer.echo(f"landing {n_live:,} newer events in {parts} parts, "
+               f"with a micro-batch update after every 2 ...")
+    for i in range(parts):
+        chunk = live.iloc[i * n_live // parts:(i + 1) * n_live // parts]
+        ingest_frame(chunk, f"live-{i}", data_paths=paths)
+        if i % 2 == 1:
+            typer.echo(run_update(paths).summary())
+    models(home=home)
 
 
 def _report_training(result) -> None:
@@ -350,6 +388,55 @@ def models(home: HomeOpt = None) -> None:
         typer.echo(f"| {v.version} | {', '.join(v.aliases)} | {v.kind} | {v.parent or ''} | "
                    f"{v.watermark} | {'' if age is None else f'{age:,.0f}s'} | "
                    f"{v.tags.get('decision', '')}: {v.tags.get('decision_reason', '')} |")
+
+
+@app.command()
+def backtest(
+    dataset: Annotated[Path | None, typer.Option(
+        help="Dataset file/folder to replay (default: synthetic data of --preset).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Format of --dataset.")]
+    = Format.contract,
+    preset: Annotated[Preset, typer.Option(help="Synthetic world when no --dataset.")]
+    = Preset.tiny,
+    windows: Annotated[int, typer.Option(help="Replay windows after the initial period.")] = 10,
+    initial_fraction: Annotated[float, typer.Option(
+        help="Share of events (by time) the static model is trained on.")] = 0.5,
+    full_every: Annotated[int, typer.Option(
+        help="Windows between full retrains (0 = never).")] = 5,
+    epochs: Annotated[int, typer.Option(help="Epochs of each full retrain.")] = 10,
+    d_model: Annotated[int, typer.Option(help="Embedding / hidden size.")] = 64,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Scratch project folder for the replay (default: a new temp folder).")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Prequential replay: static vs micro-batch-updated vs periodically retrained model.
+
+    Prints HR@10/NDCG@10 per window and the mean freshness lag; logs the table, JSON and a
+    PNG plot to the MLflow experiment recsys-backtest of this project.
+    """
+    import tempfile
+
+    from recsys.config import BacktestConfig, ModelConfig, TrainConfig
+    from recsys.data.loaders import load
+    from recsys.data.synthetic import generate
+    from recsys.data.synthetic import preset as synthetic_preset
+    from recsys.training.backtest import backtest as run_backtest
+
+    if dataset is not None:
+        loaded = load(dataset, fmt.value)
+        events, items = loaded.events, loaded.items
+    else:
+        data = generate(synthetic_preset(preset.value))
+        events, items = data.events, data.items
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="recsys-backtest-"))
+    result = run_backtest(
+        events, items, workdir,
+        BacktestConfig(windows=windows, initial_fraction=initial_fraction, full_every=full_every),
+        ModelConfig(d_model=d_model),
+        TrainConfig(max_epochs=epochs, patience=epochs, progress_bar=False),
+        report_paths=_paths(home))
+    typer.echo(result.table())
+    typer.echo(f"MLflow run {result.run_id} (experiment recsys-backtest); replay in {workdir}")
 
 
 if __name__ == "__main__":

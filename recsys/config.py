@@ -185,6 +185,10 @@ class GateConfig(_Config):
     # The challenger may be worse than the champion by at most this fraction of the champion's
     # NDCG@10, on the held-out batch events and on the guard set alike.
     tolerance: float = Field(0.05, ge=0.0, le=1.0)
+    # ... and the drop must also exceed this many standard errors of the paired per-case
+    # difference: with a few thousand cases NDCG@10 moves by several percent on noise alone,
+    # and a gate that reacts to noise stalls the pipeline. 0 compares point estimates only.
+    z: float = Field(2.0, ge=0.0)
     # Recommendations have collapsed when the top-10 lists of the evaluated users hold fewer
     # than this fraction of the distinct items the champion's lists hold.
     min_distinct_ratio: float = Field(0.5, ge=0.0, le=1.0)
@@ -199,6 +203,9 @@ class UpdateConfig(_Config):
     max_steps: int = Field(40, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = 1e-3
+    # Passes over the batch; the first always covers every new event, later ones stop at
+    # max_steps. More than one helps when updates are rare and large (hours of events).
+    epochs: int = Field(1, ge=1)
     # Replayed older sequences per sequence of new events, so the model does not forget.
     replay_ratio: float = Field(1.0, ge=0.0)
     # Share of the batch's newest events (whole ingestion parts) held out to judge the
@@ -225,3 +232,17 @@ class RetentionConfig(_Config):
 
     keep_incremental: int = Field(10, ge=0)
     keep_full: int = Field(5, ge=1)
+
+
+class BacktestConfig(_Config):
+    """Prequential replay: test each window on every model, then let each learn it."""
+
+    # Share of events (by time) the static model is trained on before the replay starts.
+    initial_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    windows: int = Field(10, ge=1)
+    # Ingestion parts per window: the micro-batch holds out only the newest part, so more
+    # parts means a fresher incremental model.
+    parts_per_window: int = Field(4, ge=2)
+    # A full retrain every this many windows (0 = never).
+    full_every: int = Field(5, ge=0)
+    max_eval_events: int = 2000

@@ -135,6 +135,17 @@ def refresh(con: duckdb.DuckDBPyConnection, paths: Paths) -> features.RefreshRep
     return report
 
 
+def holdout_set(con: duckdb.DuckDBPyConnection, cut: int, high: int, max_len: int,
+                max_events: int, seed: int) -> EvalSet:
+    """Next-item cases for the events of sequence in ``(cut, high]``, histories before each."""
+    hold = sql.query(con, "microbatch_holdout", cut=cut, high=high, max_len=max_len,
+                     max_events=max_events, seed=seed).to_arrow_table()
+    return EvalSet(torch.from_numpy(pad_left(hold["history"], max_len)),
+                   torch.from_numpy(pad_left(hold["type_history"], max_len)),
+                   torch.from_numpy(hold["target"].to_numpy().astype(np.int64)),
+                   hold["user_idx"].to_numpy())
+
+
 def extract(con: duckdb.DuckDBPyConnection, plan: BatchPlan, cfg: UpdateConfig, max_len: int,
             exclude_users: np.ndarray | None = None) -> MicroBatch:
     """Everything the update needs, read in one go so the store is held for seconds only."""
@@ -157,12 +168,7 @@ def extract(con: duckdb.DuckDBPyConnection, plan: BatchPlan, cfg: UpdateConfig, 
     r_mask[:, -per_seq:] = True
     replay_data = FineTuneData(r_items, r_types, r_mask & (r_items > 0))
 
-    hold = sql.query(con, "microbatch_holdout", cut=plan.cut, high=plan.high, max_len=max_len,
-                     max_events=cfg.max_eval_events, seed=cfg.seed).to_arrow_table()
-    holdout = EvalSet(torch.from_numpy(pad_left(hold["history"], max_len)),
-                      torch.from_numpy(pad_left(hold["type_history"], max_len)),
-                      torch.from_numpy(hold["target"].to_numpy().astype(np.int64)),
-                      hold["user_idx"].to_numpy())
+    holdout = holdout_set(con, plan.cut, plan.high, max_len, cfg.max_eval_events, cfg.seed)
 
     catalogue = sql.query(con, "item_catalogue").to_arrow_table()
     item_ids = catalogue["item_id"].to_pylist()

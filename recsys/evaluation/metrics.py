@@ -25,12 +25,20 @@ def hit_rate(ranks: np.ndarray, k: int) -> float:
     return float(np.mean(ranks <= k)) if len(ranks) else float("nan")
 
 
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per-case NDCG@K (one relevant item, so the ideal DCG is 1), for paired comparisons.
+
+    >>> ndcg_gains(np.array([1, 3, 11]), 10).round(3).tolist()
+    [1.0, 0.5, 0.0]
+    """
+    return np.where(ranks <= k, 1.0 / np.log2(ranks.astype(np.float64) + 1.0), 0.0)
+
+
 def ndcg(ranks: np.ndarray, k: int) -> float:
     r"""NDCG@K = mean(1 / log2(rank + 1) if rank <= K else 0); the ideal DCG is 1."""
     if not len(ranks):
         return float("nan")
-    gain = np.where(ranks <= k, 1.0 / np.log2(ranks.astype(np.float64) + 1.0), 0.0)
-    return float(gain.mean())
+    return float(ndcg_gains(ranks, k).mean())
 
 
 def mrr(ranks: np.ndarray, k: int) -> float:

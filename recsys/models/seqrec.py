@@ -41,9 +41,15 @@ class SeqRec(nn.Module):
         return self.encode(items, types, item_vectors)[:, -1]
 
     @torch.no_grad()
-    def score(self, items: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every item for each history, ``(B, n_items + 1)``; padding scores -inf."""
-        item_vectors = self.items()
+    def score(self, items: torch.Tensor, types: torch.Tensor | None = None,
+              item_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item for each history, ``(B, n_items + 1)``; padding scores -inf.
+
+        Pass ``item_vectors`` (from ``self.items()``) when scoring many batches with the same
+        weights: the item tower is then computed once, not once per batch.
+        """
+        if item_vectors is None:
+            item_vectors = self.items()
         users = self.user_vectors(items, types, item_vectors)
         # The final product runs in fp32 even under bf16 autocast: bf16's 8-bit mantissa would
         # create ties among close scores and blur the ranking.

@@ -27,7 +27,9 @@ class ItemTower(nn.Module):
             self.id_emb.weight[0].zero_()
         self.id_dropout = id_dropout
         if text is not None and text.shape[1] > 0:
-            self.register_buffer("text", text.float().clone())  # (n_items + 1, text_dim)
+            # Held at half precision (in fp32 storage): models are saved with fp16 text, and
+            # a saved model must score exactly as the one that was evaluated.
+            self.register_buffer("text", text.half().float())  # (n_items + 1, text_dim)
             self.text_proj = nn.Linear(text.shape[1], d_model, bias=False)
         else:
             self.register_buffer("text", torch.zeros(n_items + 1, 0))
@@ -62,7 +64,7 @@ class ItemTower(nn.Module):
         if tuple(text.shape) != (n_items + 1, self.text.shape[1]):
             raise ValueError(f"text matrix of shape {tuple(text.shape)} does not fit "
                              f"{n_items} items of text dimension {self.text.shape[1]}")
-        self.text = text.to(self.text.device, torch.float32).clone()
+        self.text = text.to(self.text.device).half().float()
 
     def forward(self) -> torch.Tensor:
         """All item vectors, ``(n_items + 1, d)``; row 0 is padding."""

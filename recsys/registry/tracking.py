@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import subprocess
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -132,8 +131,3 @@ def log_model(model_dir: Path, example_history: list[str], registered_model: str
         version = str(mv.version)
         log.info("registered %s version %s", registered_model, version)
     return info.model_uri, version
-
-
-def run_artifact_dir() -> Path:
-    """A scratch folder for files that are about to become artifacts of the active run."""
-    return Path(tempfile.mkdtemp(prefix="recsys-artifacts-"))

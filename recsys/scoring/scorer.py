@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,16 +25,30 @@ class Scorer:
     Unknown item ids in a history are ignored (they carry no learned meaning yet).
     """
 
-    def __init__(self, net: SeqRec, item_ids: list[str]):
+    def __init__(self, net: SeqRec, item_ids: list[str], meta: dict | None = None):
         self.net = net.eval()
+        self.meta = meta or {}
         self.item_ids = np.asarray(item_ids, dtype=object)
         self.index = {item: i + 1 for i, item in enumerate(item_ids)}
         self.max_len = net.cfg.max_len
 
     @classmethod
     def from_folder(cls, folder: Path) -> Scorer:
-        net, item_ids, _ = io.load(folder)
-        return cls(net, item_ids)
+        net, item_ids, meta = io.load(folder)
+        return cls(net, item_ids, meta)
+
+    @property
+    def newest_event_ts(self) -> dt.datetime | None:
+        raw = self.meta.get("newest_event_ts")
+        return dt.datetime.fromisoformat(raw) if raw else None
+
+    def model_age_s(self, now: dt.datetime | None = None) -> float | None:
+        """Seconds since the newest event this model has learnt from (None if unknown)."""
+        newest = self.newest_event_ts
+        if newest is None:
+            return None
+        now = now or dt.datetime.now(dt.UTC)
+        return (now.replace(tzinfo=None) - newest.replace(tzinfo=None)).total_seconds()
 
     def encode(self, histories: Sequence[Sequence[str]],
                types: Sequence[Sequence[str]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,11 +45,18 @@ def device_for(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _passes(sampler: BucketBatchSampler, epochs: int):
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        yield from sampler
+
+
 def fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
               item_counts: torch.Tensor | None = None) -> FineTuneReport:
-    """Train ``net`` in place on every sequence of ``data`` once, in at most ``max_steps``.
+    """Train ``net`` in place on every sequence of ``data``, in at most ``max_steps``.
 
-    The batch grows when the data would need more steps, so no new event is left out.
+    The batch grows when one pass would need more steps, so no new event is left out; further
+    passes (``epochs``) run while steps remain.
     """
     t0 = time.perf_counter()
     device = device_for(cfg.accelerator)
@@ -61,7 +68,9 @@ def fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
     sampler = BucketBatchSampler(lengths, batch_size, cfg.seed)
     losses: list[float] = []
     positions, finite = 0, True
-    for index in sampler:
+    for index in _passes(sampler, cfg.epochs):
+        if len(losses) >= cfg.max_steps:
+            break
         idx = torch.as_tensor(index)
         items, types = trim(data.items[idx], data.types[idx])
         mask = data.mask[idx][:, -items.shape[1]:]

@@ -229,11 +229,16 @@ def _log_run(result: TrainResult, net: SeqRec, data: TrainingData, eval_cfg: Eva
         fig = training_curves(result.history)
         tracking.log_figure(fig, "training_curves.png")
         plt.close(fig)
-    folder = tracking.run_artifact_dir() / "model"
+    # One local copy of the newest full model (overwritten by the next): a temp folder per
+    # run would leak tens of MB every night, and the registered artifacts are the durable copy.
+    # (The folder's name, "model", is the artifact's name inside the logged pyfunc.)
+    folder = paths.checkpoints / "latest-full" / "model"
+    shutil.rmtree(folder.parent, ignore_errors=True)
     io.save(net, folder, data.item_ids,
             extra={"fingerprint": result.fingerprint, "protocol": data.protocol,
                    "text_encoder": data.text_encoder,
-                   "watermark": result.fingerprint["watermark"]},
+                   "watermark": result.fingerprint["watermark"],
+                   "newest_event_ts": result.fingerprint.get("newest_event_ts", "")},
             guard=guard_set(data.test, train_cfg.guard_users, train_cfg.seed))
     result.model_dir = folder
     example = [data.item_ids[i - 1] for i in data.test.items[0].tolist() if i > 0][-5:] or \

@@ -30,6 +30,7 @@ class SetScore:
     ndcg: float
     hr: float
     distinct: int  # distinct items across all top-K lists
+    gains: np.ndarray | None = None  # per-case NDCG@10, for the paired comparison
 
     def as_dict(self, prefix: str) -> dict[str, float]:
         return {f"{prefix}ndcg@{K}": self.ndcg, f"{prefix}hr@{K}": self.hr,
@@ -43,11 +44,12 @@ def score_set(net: SeqRec, data: EvalSet | None, device: torch.device | str = "c
     if data is None or len(data) == 0:
         return SetScore(0, float("nan"), float("nan"), 0)
     ranks, tops = [], []
+    item_vectors = net.items()
     for start in range(0, len(data), batch_size):
         batch = data.subset(slice(start, start + batch_size))
         items, types = trim(batch.items.to(device), batch.types.to(device))
         items = items.masked_fill(items > net.n_items, 0)  # items newer than the model
-        scores = net.score(items, types).float()
+        scores = net.score(items, types, item_vectors).float()
         scores = torch.nan_to_num(scores, nan=float("-inf"))
         target = batch.target.to(device)
         known = target <= net.n_items
@@ -58,7 +60,8 @@ def score_set(net: SeqRec, data: EvalSet | None, device: torch.device | str = "c
         tops.append(scores.topk(min(K, net.n_items), dim=1).indices.cpu())
     r = torch.cat(ranks).numpy()
     top = torch.cat(tops).numpy()
-    return SetScore(len(r), M.ndcg(r, K), M.hit_rate(r, K), int(len(np.unique(top))))
+    return SetScore(len(r), M.ndcg(r, K), M.hit_rate(r, K), int(len(np.unique(top))),
+                    M.ndcg_gains(r, K))
 
 
 def finite_weights(net: SeqRec) -> bool:
@@ -97,10 +100,21 @@ class Verdict:
     figures: dict[str, float] = field(default_factory=dict)
 
 
-def _worse(challenger: float, champion: float, tolerance: float) -> bool:
-    if math.isnan(champion):
-        return False
-    return challenger < champion * (1.0 - tolerance) - 1e-12
+def paired_drop(champion: SetScore, challenger: SetScore) -> tuple[float, float]:
+    """Mean NDCG@10 drop (champion - challenger) over the same cases, and its standard error."""
+    if champion.gains is None or challenger.gains is None or \
+            len(champion.gains) != len(challenger.gains) or len(champion.gains) < 2:
+        return champion.ndcg - challenger.ndcg, 0.0
+    diff = champion.gains - challenger.gains
+    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+
+
+def _worse(champion: SetScore, challenger: SetScore, cfg: GateConfig) -> tuple[bool, float, float]:
+    """Worse = the drop exceeds the tolerance and is not explained by sampling noise."""
+    if math.isnan(champion.ndcg):
+        return False, 0.0, 0.0
+    drop, se = paired_drop(champion, challenger)
+    return drop > cfg.tolerance * champion.ndcg + 1e-12 and drop > cfg.z * se, drop, se
 
 
 def sanity(net: SeqRec, losses_finite: bool = True,
@@ -135,10 +149,13 @@ def compare(champion: dict[str, SetScore], challenger: dict[str, SetScore],
             return Verdict(False, (
                 f"recommendations collapsed on {name}: {score.distinct} distinct items in the "
                 f"top-{K} lists against the champion's {base.distinct}"), figures)
-        if _worse(score.ndcg, base.ndcg, cfg.tolerance):
+        worse, drop, se = _worse(base, score, cfg)
+        figures |= {f"{name}.drop": drop, f"{name}.drop_se": se}
+        if worse:
             return Verdict(False, (
                 f"{name} NDCG@{K} {score.ndcg:.4f} is worse than the champion's "
-                f"{base.ndcg:.4f} by more than {cfg.tolerance:.0%}"), figures)
+                f"{base.ndcg:.4f} by more than {cfg.tolerance:.0%} (drop {drop:.4f}, "
+                f"{drop / se if se else float('inf'):.1f} standard errors)"), figures)
     summary = ", ".join(f"{name} NDCG@{K} {challenger[name].ndcg:.4f} vs {champion[name].ndcg:.4f}"
                         for name in challenger if challenger[name].n)
     summary = summary or "no evaluation events"

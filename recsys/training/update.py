@@ -73,6 +73,30 @@ class UpdateResult:
             parts.append(f"champion model age {self.model_age_s:.0f}s")
         return "; ".join(parts)
 
+    def markdown(self) -> str:
+        """The decision and its figures, champion against challenger, for run summaries."""
+        lines = [f"**{self.status}**: {self.reason}", ""]
+        if self.version:
+            lines.append(f"candidate version {self.version}, parent (champion) {self.champion}")
+        sets = sorted({k.split(".")[0] for k in self.figures if k.count(".") >= 2})
+        if sets:
+            lines += ["", "| set | champion NDCG@10 | challenger NDCG@10 | champion HR@10 | "
+                      "challenger HR@10 | cases |", "|---|---|---|---|---|---|"]
+        for name in sets:
+            cells = [self._figure(name, role, metric) for metric in ("ndcg@10", "hr@10")
+                     for role in ("champion", "challenger")]
+            n = self.figures.get(f"{name}.champion.n", 0)
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {n:.0f} |")
+        if self.timings:
+            lines += ["", "time: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())]
+        if self.model_age_s is not None:
+            lines.append(f"champion model age: {self.model_age_s:,.0f} s")
+        return "\n".join(lines)
+
+    def _figure(self, name: str, role: str, metric: str) -> str:
+        v = self.figures.get(f"{name}.{role}.{metric}")
+        return "" if v is None else f"{v:.4f}"
+
     def as_record(self) -> dict:
         out = asdict(self)
         out["at"] = now_iso()
@@ -195,6 +219,7 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
     client.set_tag(result.run_id, "decision_reason", result.reason)
     if result.model_age_s is not None:
         client.log_metric(result.run_id, "model_age_s", result.model_age_s)
+    client.log_text(result.run_id, result.markdown(), "decision.md")
     registry.prune(retention)
     clock.lap("register")
     result.timings = clock.timings
@@ -241,7 +266,8 @@ def _register(result: UpdateResult, net, batch: MicroBatch, champion, verdict: V
                               **{f"seconds_{k}": v for k, v in clock.timings.items()}})
         folder = io.save(net, Path(tmp) / "model", batch.item_ids,
                          extra={"text_encoder": batch.text_encoder, "watermark": plan.cut,
-                                "parent_version": champion.version}, guard=guard)
+                                "parent_version": champion.version,
+                                "newest_event_ts": tags["newest_event_ts"]}, guard=guard)
         example = batch.item_ids[:1]
         tags["run_id"] = run.info.run_id
         del tags["decision_pending"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from recsys import sql
-from recsys.data.features import build_features, read_store
+from recsys.config import UpdateConfig
+from recsys.data.features import build_features, get_watermark, open_store, read_store
+from recsys.data.microbatch import extract, plan_batch, refresh
 from recsys.data.ingest import ingest_frame
 from recsys.data.sequences import load_training_data
 from recsys.data.status import status_report
@@ -29,9 +31,18 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
     ingest_frame(data.events.head(5), "again", data_paths=paths)
     build_features(paths)
     status_report(paths)
+    with open_store(paths) as con:  # a micro-batch of two newer parts
+        low = get_watermark(con)
+        for day in (1, 2):
+            later = data.events.tail(30).assign(ts=lambda d: pd.to_datetime(d["ts"])
+                                                + pd.Timedelta(days=day))
+            ingest_frame(later, f"later{day}", data_paths=paths)
+        refresh(con, paths)
+        plan = plan_batch(con, low, UpdateConfig())
+        batch = extract(con, plan, UpdateConfig(), max_len=10)
+        assert plan.trainable and len(batch.new) and len(batch.replay) and len(batch.holdout)
     con = read_store(paths)
     try:
-        sql.query(con, "microbatch_extract", low=0, high=1, max_len=10).fetchall()
         for protocol in ("leave_last_out", "temporal"):
             data = load_training_data(con, protocol, max_len=10, popularity_window_days=7)
             assert len(data.train_items) and len(data.test) and data.text.shape[1] == 256

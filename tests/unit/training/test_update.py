@@ -133,6 +133,9 @@ def test_update_tests_then_trains_and_promotes_with_lineage(world):
     run = world.registry.client.get_run(second.run_id)
     assert run.data.tags["kind"] == "incremental" and run.data.tags["decision"] == "promoted"
     assert "model_age_s" in run.data.metrics and "seconds_train" in run.data.metrics
+    assert "decision.md" in {a.path for a in world.registry.client.list_artifacts(second.run_id)}
+    table = second.markdown()
+    assert "**promoted**" in table and "| holdout |" in table and "| guard |" in table
 
 
 def _sabotage(monkeypatch, how):
@@ -209,6 +212,7 @@ def test_new_items_enter_the_catalogue_and_are_scored(world):
     with world.registry.model_folder(result.version) as folder:
         scorer = Scorer.from_folder(folder)
     assert {"fresh-espresso-1", "fresh-espresso-2"} <= set(scorer.item_ids)
+    assert scorer.model_age_s() == pytest.approx(world.champion().age_seconds(), abs=60)
     coffee = world.items[world.items["category"] == "coffee"]["item_id"].tolist()[:5]
     ids, scores = scorer.recommend([coffee], k=scorer.net.n_items)
     ranked = list(ids[0])
