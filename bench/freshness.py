@@ -7,22 +7,44 @@ per-window table, the means over all and over the later half of the windows, the
 against the static model (the baseline, same process) and the mean freshness lag.
 
     .venv/bin/python bench/freshness.py                    # ml-100k, 10 windows
-    .venv/bin/python bench/freshness.py --windows 6 --epochs 10
+    .venv/bin/python bench/freshness.py --update-epochs 3 --update-steps 100   # README figures
+    .venv/bin/python bench/freshness.py --gate-z 0     # the gate on point estimates only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from recsys.config import BacktestConfig, ModelConfig, Paths, TrainConfig, UpdateConfig
+from recsys.config import (
+    BacktestConfig,
+    GateConfig,
+    ModelConfig,
+    Paths,
+    TrainConfig,
+    UpdateConfig,
+)
 from recsys.data.loaders import load
 from recsys.training.backtest import backtest
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def gate_noise(log: Path) -> None:
+    """How noisy the gate's holdout comparison was: the paired standard error per update."""
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    rel = [r["figures"]["holdout.drop_se"] / r["figures"]["holdout.champion.ndcg@10"]
+           for r in records if r["figures"].get("holdout.drop_se")
+           and r["figures"].get("holdout.champion.ndcg@10")]
+    decisions = [r["status"] for r in records]
+    print(f"gate: {decisions.count('promoted')} promoted, {decisions.count('rejected')} "
+          f"rejected; paired standard error of the holdout NDCG@10 difference: median "
+          f"{statistics.median(rel):.0%} of the champion's NDCG@10" if rel else "gate: no SE")
 
 
 def main() -> None:
@@ -36,6 +58,8 @@ def main() -> None:
     parser.add_argument("--update-steps", type=int, default=40)
     parser.add_argument("--update-epochs", type=int, default=1)
     parser.add_argument("--update-lr", type=float, default=1e-3)
+    parser.add_argument("--gate-z", type=float, default=GateConfig().z,
+                        help="standard errors a drop must exceed to block (0: point estimates)")
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found: see ../shared/data/README.md")
@@ -52,8 +76,10 @@ def main() -> None:
             TrainConfig(max_epochs=args.epochs, patience=3, progress_bar=False),
             UpdateConfig(max_steps=args.update_steps, epochs=args.update_epochs,
                          lr=args.update_lr),
+            GateConfig(z=args.gate_z),
             report_paths=Paths(root=Path(tmp) / "report", tracking_home=Path(tmp) / "report"))
         print(result.table())
+        gate_noise(Path(tmp) / "replay" / "data" / "updates.jsonl")
     base_all = result.mean("static", "ndcg@10")
     base_late = result.mean("static", "ndcg@10", later_half=True)
     for m in ("micro", "full"):

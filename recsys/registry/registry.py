@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from recsys.config import Paths, RetentionConfig, TrackingConfig
 from recsys.data.files import file_lock
 from recsys.registry import tracking
+from recsys.timeutil import seconds_since
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,7 @@ class Version:
 
     def age_seconds(self, now: dt.datetime | None = None) -> float | None:
         """Time since the newest event this model has learned from."""
-        newest = self.newest_event_ts
-        if newest is None:
-            return None
-        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        return (now - newest.replace(tzinfo=None)).total_seconds()
+        return seconds_since(self.newest_event_ts, now)
 
 
 class Registry:
@@ -211,7 +208,8 @@ class Registry:
                 raise LookupError(f"{self.name} has no {PREVIOUS} to roll back to")
             self.client.set_registered_model_alias(self.name, CHAMPION, previous.version)
             before = previous.tags.get("promoted_over")
-            if before and before != previous.version and self._exists(before):
+            rolled_back = current.version if current else None
+            if before and before not in (previous.version, rolled_back) and self._exists(before):
                 self.client.set_registered_model_alias(self.name, PREVIOUS, before)
             else:
                 self.client.delete_registered_model_alias(self.name, PREVIOUS)

@@ -15,6 +15,7 @@ from recsys.data.sequences import pad_left
 from recsys.evaluation.evaluator import mask_seen
 from recsys.models import io
 from recsys.models.seqrec import SeqRec
+from recsys.timeutil import seconds_since
 
 TYPE_CODE = {t: i + 1 for i, t in enumerate(EVENT_TYPES)}
 
@@ -44,11 +45,7 @@ class Scorer:
 
     def model_age_s(self, now: dt.datetime | None = None) -> float | None:
         """Seconds since the newest event this model has learnt from (None if unknown)."""
-        newest = self.newest_event_ts
-        if newest is None:
-            return None
-        now = now or dt.datetime.now(dt.UTC)
-        return (now.replace(tzinfo=None) - newest.replace(tzinfo=None)).total_seconds()
+        return seconds_since(self.newest_event_ts, now)
 
     def encode(self, histories: Sequence[Sequence[str]],
                types: Sequence[Sequence[str]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

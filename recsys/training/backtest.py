@@ -43,6 +43,7 @@ from recsys.data.microbatch import holdout_set, refresh
 from recsys.models import io
 from recsys.registry import tracking
 from recsys.registry.registry import Registry
+from recsys.timeutil import seconds_since
 from recsys.training.full_retrain import train
 from recsys.training.gate import score_set
 from recsys.training.update import update
@@ -129,10 +130,8 @@ def _split_windows(events: pd.DataFrame, cfg: BacktestConfig):
 
 
 def _lag(start: pd.Timestamp, newest: dt.datetime | None) -> float:
-    if newest is None:
-        return float("nan")
-    start = start.to_pydatetime().replace(tzinfo=None)
-    return (start - newest.replace(tzinfo=None)).total_seconds()
+    lag = seconds_since(newest, start.to_pydatetime())
+    return float("nan") if lag is None else lag
 
 
 def _load_version(registry: Registry, version: str):

@@ -14,7 +14,6 @@ enters the champion's lineage twice. An orphaned candidate is only pruned by ret
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -33,6 +32,7 @@ from recsys.faults import crash_point
 from recsys.models import io
 from recsys.registry import tracking
 from recsys.registry.registry import Registry, now_iso
+from recsys.timeutil import seconds_since
 from recsys.training.finetune import device_for, fine_tune
 from recsys.training.gate import SetScore, Verdict, compare, figures_of, sanity, score_set
 
@@ -126,13 +126,6 @@ def _scores(net, batch: MicroBatch, guard, device) -> dict[str, SetScore]:
             "guard": score_set(net, guard, device)}
 
 
-def _age(newest: dt.datetime | None) -> float | None:
-    if newest is None:
-        return None
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return (now - newest.replace(tzinfo=None)).total_seconds()
-
-
 def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
            gate_cfg: GateConfig | None = None, retention: RetentionConfig | None = None,
            tracking_cfg: TrackingConfig | None = None) -> UpdateResult:
@@ -158,7 +151,7 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
             con, plan, cfg, net.cfg.max_len, guard.user_idx if guard is not None else None)
     clock.lap("extract")
     crash_point("update.after_extract")
-    age = _age(champion.newest_event_ts)
+    age = seconds_since(champion.newest_event_ts)
     if batch is None:
         result = UpdateResult("no_events", f"no events after watermark {champion.watermark}",
                               champion.version, plan=plan, timings=clock.timings,
@@ -213,7 +206,7 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
     else:
         registry.reject(result.version, verdict.reason)
     now_champion = registry.champion()
-    result.model_age_s = _age(now_champion.newest_event_ts) if now_champion else age
+    result.model_age_s = seconds_since(now_champion.newest_event_ts) if now_champion else age
     client = registry.client
     client.set_tag(result.run_id, "decision", result.status)
     client.set_tag(result.run_id, "decision_reason", result.reason)

@@ -7,8 +7,8 @@ import pandas as pd
 from recsys import sql
 from recsys.config import UpdateConfig
 from recsys.data.features import build_features, get_watermark, open_store, read_store
-from recsys.data.microbatch import extract, plan_batch, refresh
 from recsys.data.ingest import ingest_frame
+from recsys.data.microbatch import extract, plan_batch, refresh
 from recsys.data.sequences import load_training_data
 from recsys.data.status import status_report
 from recsys.data.synthetic import generate, preset
@@ -34,8 +34,8 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
     with open_store(paths) as con:  # a micro-batch of two newer parts
         low = get_watermark(con)
         for day in (1, 2):
-            later = data.events.tail(30).assign(ts=lambda d: pd.to_datetime(d["ts"])
-                                                + pd.Timedelta(days=day))
+            later = data.events.tail(30).copy()
+            later["ts"] = pd.to_datetime(later["ts"]) + pd.Timedelta(days=day)
             ingest_frame(later, f"later{day}", data_paths=paths)
         refresh(con, paths)
         plan = plan_batch(con, low, UpdateConfig())

@@ -301,3 +301,47 @@ def test_gate_rules_on_figures():
     verdict = compare(champion, collapsed, cfg)
     assert not verdict.promote and "collapsed" in verdict.reason
     assert verdict.figures["holdout.challenger.distinct@10"] == 5
+
+
+def test_a_candidate_loses_when_the_champion_moves_while_it_trains(world, monkeypatch):
+    world.land(2)
+    first = update(world.paths, FAST)
+    assert first.promoted
+    real = update_module.fine_tune
+
+    def full_retrain_promotes_meanwhile(net, data, cfg, counts=None):
+        world.registry.promote(world.full_version, "a full retrain finished")
+        return real(net, data, cfg, counts)
+
+    monkeypatch.setattr(update_module, "fine_tune", full_retrain_promotes_meanwhile)
+    world.land(2)
+    raced = update(world.paths, FAST)
+    assert raced.status == "stale"
+    assert world.champion().version == world.full_version  # the full retrain's promotion stands
+    assert world.registry.get(raced.version).tags["decision"] == "stale"
+
+
+def test_operators_promote_and_roll_back_from_the_cli(world, monkeypatch):
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+
+    world.land(2)
+    first = update(world.paths, FAST)
+    monkeypatch.setenv("RECSYS_TRACKING_HOME", str(world.paths.tracking_home))
+    runner = CliRunner()
+    home = ["--home", str(world.paths.root)]
+    out = runner.invoke(app, ["promote", world.full_version, "--reason", "hand-picked", *home])
+    assert out.exit_code == 0, out.output
+    assert world.champion().version == world.full_version
+    assert "operator: hand-picked" in world.champion().tags["decision_reason"]
+    out = runner.invoke(app, ["rollback", "--reason", "changed my mind", *home])
+    assert out.exit_code == 0, out.output
+    assert world.champion().version == first.version
+    assert world.registry.get(world.full_version).tags["decision"] == "rolled_back"
+    assert world.registry.alias(PREVIOUS) is None  # never the version just rolled back from
+    out = runner.invoke(app, ["models", *home])
+    row = next(line for line in out.output.splitlines() if line.startswith(f"| {first.version} |"))
+    assert "champion" in row
+    out = runner.invoke(app, ["promote", "999", *home])
+    assert out.exit_code != 0 and "no version 999" in str(out.exception)
