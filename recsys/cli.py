@@ -342,6 +342,33 @@ def update(
 
 
 @app.command()
+def score(
+    k: Annotated[int, typer.Option(help="Items per user.")] = 10,
+    window_days: Annotated[float, typer.Option(
+        help="Score users with an event in this many days before the newest event.")] = 30.0,
+    exclude_purchased: Annotated[bool, typer.Option(
+        help="Remove items the user purchased or rated.")] = True,
+    exclude_seen: Annotated[bool, typer.Option(help="Remove every item already seen.")]
+    = False,
+    exclude_category: Annotated[list[str] | None, typer.Option(
+        help="Never recommend this category (repeatable).")] = None,
+    chunk_size: Annotated[int, typer.Option(help="Users scored per chunk (bounds memory).")]
+    = 4096,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    home: HomeOpt = None,
+) -> None:
+    """Batch top-K for active users with the champion, into recommendations.duckdb + Parquet."""
+    from recsys.config import ScoreConfig
+    from recsys.scoring.batch import score_users
+
+    report = score_users(_paths(home), ScoreConfig(
+        k=k, window_days=window_days, exclude_purchased=exclude_purchased,
+        exclude_seen=exclude_seen, exclude_categories=tuple(exclude_category or ()),
+        chunk_size=chunk_size, progress_bar=progress))
+    typer.echo(report.summary())
+
+
+@app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="Registered version to make the champion.")],
     reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "operator",

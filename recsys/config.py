@@ -62,6 +62,15 @@ class Paths(_Config):
         return self.tracking_home / "mlruns"
 
     @property
+    def recommendations_db(self) -> Path:
+        """Batch top-K lists: written by the batch scorer only, read by consumers."""
+        return self.root / "recommendations.duckdb"
+
+    @property
+    def recommendations_export(self) -> Path:
+        return self.root / "exports" / "recommendations.parquet"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
@@ -246,3 +255,19 @@ class BacktestConfig(_Config):
     # A full retrain every this many windows (0 = never).
     full_every: int = Field(5, ge=0)
     max_eval_events: int = 2000
+
+
+class ScoreConfig(_Config):
+    """Batch scoring of active users with the champion."""
+
+    k: int = Field(10, ge=1)
+    # Users with an event in this many days before the newest event are scored.
+    window_days: float = Field(30.0, gt=0)
+    # Remove items the user purchased or rated (not mere views: re-viewing is normal).
+    exclude_purchased: bool = True
+    exclude_seen: bool = False
+    exclude_categories: tuple[str, ...] = ()
+    # Only items already released (created_at <= now) are recommended.
+    only_released: bool = True
+    chunk_size: int = Field(4096, ge=1)
+    progress_bar: bool = True
