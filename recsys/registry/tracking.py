@@ -131,3 +131,14 @@ def log_model(model_dir: Path, example_history: list[str], registered_model: str
         version = str(mv.version)
         log.info("registered %s version %s", registered_model, version)
     return info.model_uri, version
+
+
+def run_link(paths: Paths, run_id: str | None) -> str:
+    """A markdown link to the run in the MLflow UI when a tracking server is in use."""
+    if not run_id:
+        return "no MLflow run"
+    uri = tracking_uri(paths)
+    if not uri.startswith("http"):
+        return f"MLflow run `{run_id}` (local store {uri})"
+    experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
+    return f"[MLflow run {run_id}]({uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id})"

@@ -118,10 +118,12 @@ def evaluate_all(net: SeqRec, baselines: dict, data: TrainingData, eval_cfg: Eva
 def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
           train_cfg: TrainConfig | None = None, eval_cfg: EvalConfig | None = None,
           tracking_cfg: TrackingConfig | None = None,
-          gate_cfg: GateConfig | None = None) -> TrainResult | None:
+          gate_cfg: GateConfig | None = None, promote: bool = True) -> TrainResult | None:
     """Run a full retrain; a registered version is gated and, if it passes, promoted.
 
-    Returns None on DDP ranks other than zero.
+    ``promote=False`` stops after registration: the caller gates and promotes with
+    ``promote_full`` (the flow does, under the registry's concurrency limit). Returns None on
+    DDP ranks other than zero.
     """
     paths, model_cfg = paths or Paths(), model_cfg or ModelConfig()
     gate_cfg = gate_cfg or GateConfig()
@@ -183,17 +185,20 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
         log.info("\n%s", result.summary())
         _log_run(result, net.cpu(), data, eval_cfg, train_cfg, tracking_cfg, paths)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the registered artifacts are the durable copy
-        if result.version:
-            _gate_and_promote(result, net, paths, tracking_cfg, gate_cfg)
+        if result.version and promote:
+            promote_full(result, paths, tracking_cfg, gate_cfg, net)
         return result
 
 
-def _gate_and_promote(result: TrainResult, net: SeqRec, paths: Paths,
-                      tracking_cfg: TrackingConfig, gate_cfg: GateConfig) -> None:
+def promote_full(result: TrainResult, paths: Paths, tracking_cfg: TrackingConfig | None = None,
+                 gate_cfg: GateConfig | None = None, net: SeqRec | None = None) -> None:
     """A full retrain starts a new lineage, promoted over any champion if it passes its gate.
 
     The micro-batches then continue from its watermark.
     """
+    tracking_cfg, gate_cfg = tracking_cfg or TrackingConfig(), gate_cfg or GateConfig()
+    if net is None:
+        net, _, _ = io.load(result.model_dir)
     registry = Registry(paths, tracking_cfg)
     registry.tag(result.version, {"lineage_root": result.version})
     registry.set_challenger(result.version)

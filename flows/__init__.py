@@ -1,0 +1,1 @@
+"""Prefect flows: thin and declarative; every step is a call into the ``recsys`` library."""

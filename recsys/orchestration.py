@@ -1,0 +1,59 @@
+"""What the Prefect flows need beyond the library calls themselves, kept testable here.
+
+Flows in ``flows/`` stay declarative; the rules they apply (when a scheduled run is too late
+to be worth running, what a run summary says) live in this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from recsys.data.ingest import IngestReport
+
+# Global concurrency limit held while aliases may move: by every micro-batch update, and by a
+# full retrain while it gates and promotes. Created by `recsys stack up`.
+REGISTRY_LIMIT = "recsys-registry"
+
+
+def started_late(scheduled: dt.datetime | None, now: dt.datetime | None = None,
+                 max_delay_s: float = 120.0) -> bool:
+    """A scheduled run that starts this late is a leftover (a worker that was away): skip it.
+
+    >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    >>> started_late(t, t + dt.timedelta(seconds=30)), started_late(t, t + dt.timedelta(hours=1))
+    (False, True)
+    """
+    if scheduled is None:
+        return False
+    now = now or dt.datetime.now(dt.UTC)
+    if scheduled.tzinfo is None:
+        scheduled = scheduled.replace(tzinfo=dt.UTC)
+    return (now - scheduled).total_seconds() > max_delay_s
+
+
+def ingest_markdown(reports: Iterable[IngestReport]) -> str:
+    """Accepted / quarantined counts per source, for the run's artifact."""
+    lines = ["| source | rows read | accepted | duplicates dropped | quarantined | reasons |",
+             "|---|---|---|---|---|---|"]
+    for r in reports:
+        if r.error:
+            lines.append(f"| {r.source} | — | — | — | — | REJECTED: {r.error} |")
+            continue
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r.quarantined.items()))
+        lines.append(f"| {r.source} | {r.rows_read:,} | {r.accepted:,} | "
+                     f"{r.duplicates_dropped:,} | {r.n_quarantined:,} | {reasons} |")
+    return "\n".join(lines)
+
+
+def retry_on_io(task, task_run, state) -> bool:
+    """Retry a task only for I/O trouble (disk, network, a busy lock), never for bad data.
+
+    ``OSError`` covers them all: connection errors of ``requests`` and our ``LockTimeout``
+    derive from it, while bad input raises ``ValueError`` and friends.
+    """
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as raised:  # a state whose result cannot even be read
+        exc = raised
+    return isinstance(exc, OSError)
