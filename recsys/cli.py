@@ -466,5 +466,68 @@ def backtest(
     typer.echo(f"MLflow run {result.run_id} (experiment recsys-backtest); replay in {workdir}")
 
 
+stack_app = typer.Typer(help="The local stack: Prefect server + worker, MLflow server, "
+                             "deployments, synthetic data and a live replay.",
+                        no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+
+StateOpt = Annotated[Path, typer.Option(
+    "--state", help="Folder for the stack's state, logs and Prefect database.")]
+
+
+def _stack(home: Path | None, state: Path, prefect_port: int = 4200, mlflow_port: int = 5000,
+           **kw):
+    from recsys.stack import Stack, StackConfig
+
+    project = Path(__file__).resolve().parent.parent
+    return Stack(project, state.resolve(), _paths(home),
+                 StackConfig(prefect_port=prefect_port, mlflow_port=mlflow_port, **kw))
+
+
+@stack_app.command("up")
+def stack_up(
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port (UI and API).")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow tracking server port.")] = 5000,
+    preset: Annotated[Preset, typer.Option(help="Synthetic world to start with.")]
+    = Preset.small,
+    epochs: Annotated[int, typer.Option(help="Epochs of the first full retrain.")] = 10,
+    speedup: Annotated[float, typer.Option(
+        help="Replay speed: event seconds per wall second.")] = 2880.0,
+    bootstrap: Annotated[bool, typer.Option(
+        help="Generate data, train a first champion and start a replay.")] = True,
+    state: StateOpt = Path(".stack"),
+    home: HomeOpt = None,
+) -> None:
+    """Start everything on 127.0.0.1, wait until healthy, deploy, bootstrap, print the UIs."""
+    stack = _stack(home, state, prefect_port, mlflow_port, preset=preset.value, epochs=epochs,
+                   speedup=speedup)
+    if stack.running():
+        typer.echo(f"the stack is already running (state in {stack.state_file}):")
+        for name, line in stack.status().items():
+            typer.echo(f"  {name}: {line}")
+        return
+    stack.up(bootstrap=bootstrap)
+    typer.echo(f"Prefect UI: {stack.prefect_url}")
+    typer.echo(f"MLflow UI:  {stack.mlflow_url}")
+    typer.echo(f"logs: {stack.logs}; stop with `recsys stack down`")
+
+
+@stack_app.command("down")
+def stack_down(state: StateOpt = Path(".stack"), home: HomeOpt = None) -> None:
+    """Stop exactly the processes `stack up` started."""
+    stopped = _stack(home, state).down()
+    typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@stack_app.command("status")
+def stack_status(state: StateOpt = Path(".stack"), home: HomeOpt = None) -> None:
+    """Each service: running or not, healthy or not, its log file."""
+    lines = _stack(home, state).status()
+    if not lines:
+        typer.echo("no stack started from this folder")
+    for name, line in lines.items():
+        typer.echo(f"{name}: {line}")
+
+
 if __name__ == "__main__":
     app()
