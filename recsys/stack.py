@@ -76,11 +76,15 @@ class StackState:
 
 
 def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot); None if gone or a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # exited, waiting to be reaped by its parent
+        return None
+    return fields[19]  # field 22 of stat: start time
 
 
 def alive(service: Service) -> bool:
