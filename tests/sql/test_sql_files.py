@@ -46,10 +46,37 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
         for protocol in ("leave_last_out", "temporal"):
             data = load_training_data(con, protocol, max_len=10, popularity_window_days=7)
             assert len(data.train_items) and len(data.test) and data.text.shape[1] == 256
+        active = sql.query(con, "active_user_sequences", window_days=3, max_len=10).df()
+        assert len(active) and active["item_seq"].map(len).max() <= 10
+        assert len(sql.query(con, "item_filters").df()) == data.n_items
     finally:
         con.close()
+    _served_lists_round_trip(paths.root / "recommendations.duckdb")
     ItemCF.fit(data.train_histories(), data.n_items, data.catalogue.counts)
     assert set(sql.names()) - used == set()
+
+
+def _served_lists_round_trip(db):
+    """The batch scorer's statements: stage, append, swap, export, read."""
+    out = sql.connect(db)
+    try:
+        for version in ("1", "2"):  # the second run replaces the first entirely
+            sql.run(out, "recommendations_staging")
+            chunk = pd.DataFrame({"user_id": ["u1", "u1"], "rank": [1, 2],
+                                  "item_id": ["a", "b"], "score": [2.0, 1.0],
+                                  "model_version": [version] * 2,
+                                  "scored_at": pd.Timestamp("2026-01-01")})
+            out.register("chunk", chunk)
+            sql.run(out, "recommendations_append")
+            out.unregister("chunk")
+            sql.run(out, "recommendations_swap")
+        sql.run(out, "recommendations_export", path=str(db.with_suffix(".parquet")))
+        rows = sql.query(out, "recommendations_read", user_id="u1").fetchall()
+        assert [r[4] for r in rows] == ["2", "2"]
+        assert len(sql.query(out, "recommendations_read", user_id=None).fetchall()) == 2
+        assert pd.read_parquet(db.with_suffix(".parquet"))["item_id"].tolist() == ["a", "b"]
+    finally:
+        out.close()
 
 
 def test_sql_named_parameters_are_bound_not_interpolated(paths):
