@@ -241,7 +241,8 @@ class Stack:
         recsys = _bin("recsys")
         raw = self.paths.raw
         live = raw / "live.parquet"
-        if not (self.paths.mlflow_db.exists() and self._has_champion()):
+        # A champion only counts together with the data it was trained from.
+        if not (self.paths.features_db.exists() and self._has_champion()):
             self._run([recsys, "generate", "--preset", self.cfg.preset, "--out", str(raw)])
             import pandas as pd
 
