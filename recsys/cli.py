@@ -369,6 +369,19 @@ def score(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind (keep 127.0.0.1 behind a proxy).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    home: HomeOpt = None,
+) -> None:
+    """Real-time recommendations over HTTP (FastAPI): follows the champion, reads new events."""
+    from recsys.scoring.service import serve as run_service
+
+    run_service(_paths(home), host=host, port=port)
+
+
+@app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="Registered version to make the champion.")],
     reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "operator",

@@ -13,7 +13,7 @@ runner = CliRunner()
 @pytest.mark.parametrize("cmd", [[], ["generate"], ["ingest"], ["load"], ["replay"],
                                  ["features"], ["train"], ["status"], ["demo"],
                                  ["update"], ["promote"], ["rollback"], ["models"],
-                                 ["backtest"], ["score"]])
+                                 ["backtest"], ["score"], ["serve"]])
 def test_help(cmd):
     result = runner.invoke(app, [*cmd, "--help"])
     assert result.exit_code == 0, result.output

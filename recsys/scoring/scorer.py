@@ -32,6 +32,9 @@ class Scorer:
         self.item_ids = np.asarray(item_ids, dtype=object)
         self.index = {item: i + 1 for i, item in enumerate(item_ids)}
         self.max_len = net.cfg.max_len
+        # The item tower depends only on the weights: computed once per model, not per request.
+        with torch.no_grad():
+            self.item_vectors = net.items()
 
     @classmethod
     def from_folder(cls, folder: Path) -> Scorer:
@@ -66,9 +69,29 @@ class Scorer:
                   types: Sequence[Sequence[str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item ids ``(B, k)`` (object array) and their scores ``(B, k)``."""
         items, kinds = self.encode(histories, types)
-        scores = self.net.score(items, kinds)
+        scores = self.net.score(items, kinds, self.item_vectors)
         if exclude_seen:
             mask_seen(scores, items)
         k = min(k, self.net.n_items)
         top = scores.topk(k, dim=1)
         return self.item_ids[top.indices.numpy() - 1], top.values.numpy()
+
+    @torch.no_grad()
+    def because(self, histories: Sequence[Sequence[str]],
+                recommended: np.ndarray) -> list[list[str | None]]:
+        """For each recommended item, the history item whose vector is most similar to it.
+
+        An explanation a product team can show ("because you viewed X"); None for an empty
+        history.
+        """
+        out = []
+        for history, recs in zip(histories, recommended, strict=True):
+            known = [self.index[i] for i in history if i in self.index]
+            if not known:
+                out.append([None] * len(recs))
+                continue
+            h = self.item_vectors[torch.tensor(known)]
+            r = self.item_vectors[torch.tensor([self.index[i] for i in recs])]
+            best = (r @ h.T).argmax(1).tolist()
+            out.append([self.item_ids[known[b] - 1] for b in best])
+        return out

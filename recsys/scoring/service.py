@@ -1,0 +1,186 @@
+"""The real-time scorer: FastAPI over the champion and every user's latest events.
+
+* ``GET /recommendations/{user_id}?k=10&because=false``: from the user's latest events,
+  including events that landed seconds ago; an unknown user gets popular items, flagged.
+* ``POST /recommendations``: an explicit recent-item sequence (anonymous sessions).
+* ``GET /health``: serving version, the last reload error if any, freshness of the events.
+* ``GET /model``: which version serves, its lineage tags and its age.
+
+A background thread follows the ``champion`` alias and the landing zone. A new champion is
+loaded beside the old one and swapped in with one reference assignment, so requests never
+wait or fail; if loading fails, the old model keeps serving and ``/health`` says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from fastapi import FastAPI, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+
+from recsys.config import Paths, TrackingConfig
+from recsys.registry.registry import Registry
+from recsys.scoring.history import RecentHistories
+from recsys.scoring.scorer import Scorer
+from recsys.timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+MAX_K = 1000
+MAX_ID_LEN = 256
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded champion; replaced as a whole, never mutated."""
+
+    version: str
+    scorer: Scorer
+    tags: dict
+    loaded_at: str
+
+
+class ChampionFollower:
+    """Keeps the newest loadable champion and the latest events, refreshed in the background."""
+
+    def __init__(self, paths: Paths, tracking: TrackingConfig | None = None,
+                 interval_s: float = 5.0):
+        self.paths = paths
+        self.registry = Registry(paths, tracking or TrackingConfig())
+        self.interval_s = interval_s
+        self.served: Served | None = None
+        self.reload_error: str | None = None
+        self.histories: RecentHistories | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Follow the alias and read new landing parts; never raises."""
+        try:
+            champion = self.registry.champion()
+            if champion is not None and (self.served is None
+                                         or champion.version != self.served.version):
+                with self.registry.model_folder(champion.version) as folder:
+                    scorer = Scorer.from_folder(folder)
+                self.served = Served(champion.version, scorer, dict(champion.tags),
+                                     utc_now().isoformat(timespec="seconds"))
+                self.reload_error = None
+                log.info("serving %s version %s", self.registry.name, champion.version)
+        except Exception as exc:  # keep serving the model we have
+            self.reload_error = f"{type(exc).__name__}: {exc}"
+            log.warning("could not load the new champion, still serving %s: %s",
+                        self.served.version if self.served else None, self.reload_error)
+        try:
+            max_len = self.served.scorer.max_len if self.served else 50
+            if self.histories is None:
+                self.histories = RecentHistories(self.paths, max_len=max_len)
+            else:
+                self.histories.refresh()
+        except Exception as exc:
+            log.warning("could not read new landing parts: %s", exc)
+
+    def start(self) -> None:
+        def loop():
+            while not self._stop.wait(self.interval_s):
+                self.refresh()
+
+        self._thread = threading.Thread(target=loop, name="champion-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+
+class SessionRequest(BaseModel):
+    item_ids: list[str] = Field(..., max_length=10_000,
+                                description="Recent item ids, oldest first.")
+    event_types: list[str] | None = Field(None, description="Same length as item_ids.")
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude_seen: bool = False
+    because: bool = False
+
+
+def _answer(served: Served, user_id: str | None, items: list[str], types: list[str] | None,
+            k: int, exclude_seen: bool, because: bool, fallback: str | None = None) -> dict:
+    scorer = served.scorer
+    ids, scores = scorer.recommend([items], k=k, exclude_seen=exclude_seen,
+                                   types=[types] if types is not None else None)
+    recs = [{"item_id": str(i), "score": float(s)} for i, s in zip(ids[0], scores[0],
+                                                                      strict=True)]
+    if because:
+        for rec, why in zip(recs, scorer.because([items], ids)[0], strict=True):
+            rec["because"] = why
+    return {"user_id": user_id, "model_version": served.version, "fallback": fallback,
+            "history_length": len(items), "recommendations": recs}
+
+
+def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = None,
+               reload_interval_s: float = 5.0, follow: bool = True) -> FastAPI:
+    paths = paths or Paths()
+    follower = ChampionFollower(paths, tracking, reload_interval_s)
+    app = FastAPI(title="recsys real-time recommendations",
+                  description="Top-K from the champion over each user's latest events.")
+    app.state.follower = follower
+    if follow:
+        app.add_event_handler("startup", follower.start)
+        app.add_event_handler("shutdown", follower.stop)
+
+    def served() -> Served:
+        if follower.served is None:
+            raise HTTPException(503, "no champion model yet: run a full retrain")
+        return follower.served
+
+    @app.get("/recommendations/{user_id}")
+    def for_user(user_id: str = Path(..., min_length=1, max_length=MAX_ID_LEN),
+                 k: int = Query(10, ge=1, le=MAX_K), exclude_seen: bool = False,
+                 because: bool = False) -> dict:
+        model = served()
+        history = follower.histories.get(user_id) if follower.histories else None
+        if history is None or not history.item_ids:
+            popular = (follower.histories.popular if follower.histories else [])[:k]
+            return {"user_id": user_id, "model_version": model.version,
+                    "fallback": "popular: unknown user", "history_length": 0,
+                    "recommendations": [{"item_id": i, "score": None} for i in popular]}
+        return _answer(model, user_id, history.item_ids, history.event_types, k,
+                       exclude_seen, because)
+
+    @app.post("/recommendations")
+    def for_session(body: SessionRequest) -> dict:
+        if body.event_types is not None and len(body.event_types) != len(body.item_ids):
+            raise HTTPException(422, "event_types must have one entry per item id")
+        if any(len(i) > MAX_ID_LEN for i in body.item_ids):
+            raise HTTPException(422, f"item ids are at most {MAX_ID_LEN} characters")
+        return _answer(served(), None, body.item_ids, body.event_types, body.k,
+                       body.exclude_seen, body.because)
+
+    @app.get("/health")
+    def health() -> dict:
+        model = follower.served
+        return {"status": "ok" if model and not follower.reload_error else
+                ("degraded" if model else "no model"),
+                "model_version": model.version if model else None,
+                "reload_error": follower.reload_error,
+                "landing_seq": follower.histories.seq if follower.histories else 0,
+                "users": len(follower.histories.users) if follower.histories else 0}
+
+    @app.get("/model")
+    def model() -> dict:
+        m = served()
+        return {"name": follower.registry.name, "version": m.version, "loaded_at": m.loaded_at,
+                "kind": m.tags.get("kind"), "parent_version": m.tags.get("parent_version"),
+                "watermark": m.tags.get("watermark"),
+                "newest_event_ts": m.tags.get("newest_event_ts"),
+                "model_age_s": m.scorer.model_age_s(), "n_items": m.scorer.net.n_items}
+
+    return app
+
+
+def serve(paths: Paths | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(paths), host=host, port=port, log_level="info")

@@ -1,0 +1,122 @@
+"""The real-time API against a real registry and landing zone (FastAPI's test client)."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from recsys.config import UpdateConfig
+from recsys.data.ingest import ingest_frame
+from recsys.scoring import service as service_module
+from recsys.scoring.service import create_app
+from recsys.training.update import update
+
+
+@pytest.fixture
+def client(world):
+    app = create_app(world.paths, follow=False)
+    with TestClient(app) as c:
+        c.follower = app.state.follower
+        yield c
+
+
+def _a_user(world) -> str:
+    return str(world.chunks[0]["user_id"].iloc[0])
+
+
+def test_a_known_user_gets_k_scored_items_from_the_champion(client, world):
+    r = client.get(f"/recommendations/{_a_user(world)}", params={"k": 7, "because": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_version"] == world.champion().version and body["fallback"] is None
+    assert len(body["recommendations"]) == 7 and body["history_length"] > 0
+    scores = [x["score"] for x in body["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(x["because"] for x in body["recommendations"])
+
+
+def test_events_that_just_landed_change_the_answer(client, world):
+    user = "brand-new-user"
+    assert client.get(f"/recommendations/{user}").json()["fallback"].startswith("popular")
+    coffee = world.items.loc[world.items["category"] == "coffee", "item_id"].tolist()[:6]
+    ts = pd.Timestamp(world.chunks[-1]["ts"].max())
+    ingest_frame(pd.DataFrame({"user_id": user, "item_id": coffee, "event_type": "click",
+                               "ts": [ts + pd.Timedelta(seconds=i) for i in range(6)]}),
+                 "session", data_paths=world.paths)
+    client.follower.refresh()  # what the background thread does every few seconds
+    body = client.get(f"/recommendations/{user}", params={"k": 10}).json()
+    assert body["fallback"] is None and body["history_length"] == 6
+    categories = world.items.set_index("item_id")["category"]
+    recommended = [categories.get(x["item_id"]) for x in body["recommendations"]]
+    assert recommended.count("coffee") >= 3  # it reacts to what the user just did
+
+
+def test_anonymous_session_and_seen_exclusion(client, world):
+    history = world.chunks[0]["item_id"].tolist()[:5]
+    body = client.post("/recommendations", json={"item_ids": history, "k": 20,
+                                                 "exclude_seen": True}).json()
+    assert not set(history) & {x["item_id"] for x in body["recommendations"]}
+    assert body["user_id"] is None and len(body["recommendations"]) == 20
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {"method": "GET", "url": "/recommendations/u1?k=0"},
+    {"method": "GET", "url": "/recommendations/u1?k=abc"},
+    {"method": "GET", "url": "/recommendations/u1?k=100000"},
+    {"method": "GET", "url": "/recommendations/" + "x" * 300},
+    {"method": "POST", "url": "/recommendations", "json": {"item_ids": "notalist"}},
+    {"method": "POST", "url": "/recommendations", "json": {"item_ids": ["a"],
+                                                           "event_types": ["view", "click"]}},
+    {"method": "POST", "url": "/recommendations", "json": {"k": 5}},
+    {"method": "POST", "url": "/recommendations", "content": b"{not json"},
+])
+def test_bad_input_is_a_4xx_with_a_message(client, request_kwargs):
+    r = client.request(**request_kwargs)
+    assert 400 <= r.status_code < 500 and r.json()["detail"], r.text
+
+
+def test_hot_reload_to_a_new_champion_while_requests_flow(client, world):
+    before = client.get("/model").json()["version"]
+    failures, answers, stop = [], [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            r = client.get(f"/recommendations/{_a_user(world)}")
+            (answers if r.status_code == 200 else failures).append(r)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    world.land(2)
+    assert update(world.paths, UpdateConfig(max_steps=10, batch_size=64)).promoted
+    client.follower.refresh()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures and len(answers) > 10
+    after = client.get("/model").json()
+    assert after["version"] == world.champion().version != before
+    assert {a.json()["model_version"] for a in answers} <= {before, after["version"]}
+
+
+def test_a_new_version_that_cannot_load_keeps_the_old_one_serving(client, world, monkeypatch):
+    serving = client.get("/model").json()["version"]
+    world.land(2)
+    assert update(world.paths, UpdateConfig(max_steps=10, batch_size=64)).promoted
+
+    def broken(folder):
+        raise OSError("disk read error (injected)")
+
+    monkeypatch.setattr(service_module.Scorer, "from_folder", staticmethod(broken))
+    client.follower.refresh()
+    health = client.get("/health").json()
+    assert health["status"] == "degraded" and "injected" in health["reload_error"]
+    assert client.get("/model").json()["version"] == serving
+    assert client.get(f"/recommendations/{_a_user(world)}").status_code == 200
+    monkeypatch.undo()
+    client.follower.refresh()
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/model").json()["version"] == world.champion().version
