@@ -13,6 +13,7 @@ wait or fail; if loading fails, the old model keeps serving and ``/health`` says
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -123,12 +124,17 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
                reload_interval_s: float = 5.0, follow: bool = True) -> FastAPI:
     paths = paths or Paths()
     follower = ChampionFollower(paths, tracking, reload_interval_s)
-    app = FastAPI(title="recsys real-time recommendations",
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if follow:
+            follower.start()
+        yield
+        follower.stop()
+
+    app = FastAPI(title="recsys real-time recommendations", lifespan=lifespan,
                   description="Top-K from the champion over each user's latest events.")
     app.state.follower = follower
-    if follow:
-        app.add_event_handler("startup", follower.start)
-        app.add_event_handler("shutdown", follower.stop)
 
     def served() -> Served:
         if follower.served is None:

@@ -120,3 +120,21 @@ def test_a_new_version_that_cannot_load_keeps_the_old_one_serving(client, world,
     client.follower.refresh()
     assert client.get("/health").json()["status"] == "ok"
     assert client.get("/model").json()["version"] == world.champion().version
+
+
+def test_the_background_thread_follows_new_events(world):
+    import time
+
+    app = create_app(world.paths, reload_interval_s=0.2)
+    with TestClient(app) as client:  # runs the lifespan: the follower thread starts
+        user = "seconds-ago-user"
+        assert client.get(f"/recommendations/{user}").json()["fallback"]
+        ts = pd.Timestamp(world.chunks[-1]["ts"].max())
+        ingest_frame(pd.DataFrame({"user_id": [user], "item_id": [world.items["item_id"][0]],
+                                   "event_type": ["view"], "ts": [ts]}),
+                     "click", data_paths=world.paths)
+        deadline = time.monotonic() + 20
+        while client.get(f"/recommendations/{user}").json()["fallback"]:
+            assert time.monotonic() < deadline, "the new event never reached the service"
+            time.sleep(0.1)
+    assert not app.state.follower._thread.is_alive()  # stopped with the app

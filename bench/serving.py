@@ -1,0 +1,212 @@
+"""Scoring speed: in-process latency, HTTP latency under an open-loop load, batch throughput.
+
+Set-up: a synthetic store with a 100,000-item catalogue (with text), a champion trained
+briefly (its quality is not the point), then:
+
+1. in-process single-request latency of ``Scorer.recommend`` (50-item histories), p50/p99,
+   for fp32, bf16 autocast of the user tower, and int8 dynamic quantization of its Linear
+   layers, with each variant's NDCG@10 on held-out next items against fp32;
+2. ``recsys serve`` in its own process, driven over loopback HTTP by an open-loop generator:
+   requests are sent on a fixed schedule whatever the answers do, and latency counts from the
+   scheduled send time, so queueing shows up instead of being hidden by a closed loop; p50/p99
+   at 200 requests/s, then rising rates until the server falls behind (saturation);
+3. batch throughput of ``score_users`` (users/s).
+
+    .venv/bin/python bench/serving.py                     # 100k items (~5 min set-up)
+    .venv/bin/python bench/serving.py --items 20000       # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from recsys.config import EvalConfig, Paths, ScoreConfig, TrackingConfig, TrainConfig
+from recsys.data.features import build_features
+from recsys.data.ingest import ingest_frame
+from recsys.data.synthetic import SyntheticConfig, generate
+from recsys.registry.registry import Registry
+from recsys.scoring.batch import score_users
+from recsys.scoring.scorer import Scorer
+from recsys.training.full_retrain import read_training_data, train
+from recsys.training.gate import score_set
+
+
+def prepare(home: Path, n_items: int, n_users: int) -> tuple[Paths, list[str]]:
+    paths = Paths(root=home / "data", tracking_home=home / "tracking")
+    data = generate(SyntheticConfig(n_users=n_users, n_items=n_items, mean_events_per_user=30,
+                                    new_item_fraction=0.0, seed=2))
+    ingest_frame(data.items, "items", kind="items", data_paths=paths)
+    ingest_frame(data.events, "events", data_paths=paths)
+    build_features(paths)
+    result = train(paths, train_cfg=TrainConfig(max_epochs=1, max_steps_per_epoch=60,
+                                                max_val_users=300, progress_bar=False),
+                   eval_cfg=EvalConfig(), tracking_cfg=TrackingConfig())
+    registry = Registry(paths, TrackingConfig())
+    if registry.champion() is None:  # a brief model may lose to popularity: serve it anyway
+        registry.promote(result.version, "bench: serve the briefly trained model")
+    return paths, sorted(data.events["user_id"].unique().tolist())[:2000]
+
+
+def percentiles(ms: list[float]) -> str:
+    a = np.asarray(ms)
+    return f"p50 {np.percentile(a, 50):.2f} ms, p99 {np.percentile(a, 99):.2f} ms"
+
+
+def bf16_tower(scorer: Scorer) -> Scorer:
+    """The user tower under bf16 autocast; the final product stays fp32 (SeqRec.score)."""
+    variant = copy.copy(scorer)
+    net = scorer.net
+
+    class Autocast(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.inner(*args).float()
+
+    variant.net = copy.deepcopy(net)  # a shallow copy would share (and so change) _modules
+    variant.net.user = Autocast(variant.net.user)
+    return variant
+
+
+def int8_tower(scorer: Scorer) -> Scorer:
+    variant = copy.copy(scorer)
+    variant.net = copy.deepcopy(scorer.net)
+    variant.net.user = torch.ao.quantization.quantize_dynamic(
+        variant.net.user, {torch.nn.Linear}, dtype=torch.qint8)
+    return variant
+
+
+def in_process(scorer: Scorer, histories: list[list[str]], n: int) -> list[float]:
+    for h in histories[:20]:  # warm-up
+        scorer.recommend([h], k=10)
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        scorer.recommend([histories[i % len(histories)]], k=10)
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+async def open_loop(url: str, users: list[str], rate: float, seconds: float) -> dict:
+    """Send ``rate`` requests/s on a fixed schedule; latency from the scheduled send time."""
+    n = int(rate * seconds)
+    latencies, errors = [], 0
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        start = time.perf_counter() + 0.2
+
+        async def one(i: int):
+            nonlocal errors
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                r = await client.get(f"/recommendations/{users[i % len(users)]}")
+                if r.status_code != 200:
+                    errors += 1
+                    if errors == 1:
+                        print(f"  first error: HTTP {r.status_code} {r.text[:200]}")
+            except httpx.HTTPError as exc:
+                errors += 1
+                if errors == 1:
+                    print(f"  first error: {exc!r}")
+            latencies.append((time.perf_counter() - due) * 1e3)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - t0
+    return {"latencies": latencies, "errors": errors, "achieved": n / wall, "offered": rate}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP load level")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    home = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    server = None
+    try:
+        t0 = time.perf_counter()
+        paths, users = prepare(home, args.items, args.users)
+        print(f"set-up: {args.items:,} items, {args.users:,} users "
+              f"({time.perf_counter() - t0:.0f} s); torch threads {torch.get_num_threads()}")
+        registry = Registry(paths, TrackingConfig())
+        with registry.model_folder(registry.champion().version) as folder:
+            scorer = Scorer.from_folder(folder)
+        data = read_training_data(paths, TrainConfig(), scorer.net.cfg)
+        histories = [[scorer.item_ids[i - 1] for i in row if i > 0]
+                     for row in data.test.items[:500].tolist()]
+
+        print("\nin-process single requests (k=10, histories up to 50 items):")
+        base_ndcg = score_set(scorer.net, data.test).ndcg
+        for label, variant in (("fp32", scorer), ("bf16 user tower", bf16_tower(scorer)),
+                               ("int8 dynamic user tower", int8_tower(scorer))):
+            ms = in_process(variant, histories, args.requests)
+            ndcg = score_set(variant.net, data.test).ndcg
+            print(f"  {label:24s} {percentiles(ms)}; test NDCG@10 {ndcg:.4f} "
+                  f"({ndcg - base_ndcg:+.4f} vs fp32)")
+
+        port = free_port()
+        env = {**os.environ, "RECSYS_TRACKING_HOME": str(paths.tracking_home)}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "recsys"), "serve", "--port", str(port),
+             "--home", str(paths.root)], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        print("\nHTTP on loopback, open loop (latency from the scheduled send time):")
+        for rate in (200, 400, 800, 1600):
+            r = asyncio.run(open_loop(url, users, rate, args.seconds))
+            behind = r["achieved"] < 0.95 * rate or np.percentile(r["latencies"], 99) > 1000
+            print(f"  offered {rate:5d}/s: achieved {r['achieved']:7.1f}/s, "
+                  f"{percentiles(r['latencies'])}, errors {r['errors']}"
+                  + ("  <- saturated" if behind else ""))
+            if behind:
+                break
+
+        t = time.perf_counter()
+        report = score_users(paths, ScoreConfig(progress_bar=False, window_days=1e4))
+        secs = time.perf_counter() - t
+        print(f"\nbatch scoring: {report.users:,} users in {secs:.1f} s = "
+              f"{report.users / secs:,.0f} users/s (model load and DuckDB writes included)")
+    finally:
+        if server:
+            server.terminate()
+            server.wait(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
