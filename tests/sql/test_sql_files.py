@@ -13,6 +13,7 @@ from recsys.data.sequences import load_training_data
 from recsys.data.status import status_report
 from recsys.data.synthetic import generate, preset
 from recsys.models.baselines import ItemCF
+from recsys.scoring.history import RecentHistories
 
 
 def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
@@ -52,6 +53,8 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
     finally:
         con.close()
     _served_lists_round_trip(paths.root / "recommendations.duckdb")
+    histories = RecentHistories(paths, max_len=10)  # the service reads landing parts itself
+    assert histories.users and histories.popular
     ItemCF.fit(data.train_histories(), data.n_items, data.catalogue.counts)
     assert set(sql.names()) - used == set()
 
