@@ -7,8 +7,9 @@ briefly (its quality is not the point), then:
    for fp32, bf16 autocast of the user tower, and int8 dynamic quantization of its Linear
    layers, with each variant's NDCG@10 on held-out next items against fp32;
 2. ``recsys serve`` in its own process, driven over loopback HTTP by an open-loop generator:
-   requests are sent on a fixed schedule whatever the answers do, and latency counts from the
-   scheduled send time, so queueing shows up instead of being hidden by a closed loop; p50/p99
+   requests are sent on a fixed schedule whatever the answers do (a dispatcher and a pool of
+   keep-alive clients), and latency counts from the scheduled send time, so queueing shows up
+   instead of being hidden by a closed loop; p50/p99
    at 200 requests/s, then rising rates until the server falls behind (saturation);
 3. batch throughput of ``score_users`` (users/s).
 
@@ -19,15 +20,16 @@ briefly (its quality is not the point), then:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import copy
 import logging
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -105,34 +107,47 @@ def in_process(scorer: Scorer, histories: list[list[str]], n: int) -> list[float
     return out
 
 
-async def open_loop(url: str, users: list[str], rate: float, seconds: float) -> dict:
-    """Send ``rate`` requests/s on a fixed schedule; latency from the scheduled send time."""
+def open_loop(url: str, users: list[str], rate: float, seconds: float,
+              workers: int = 32) -> dict:
+    """Send ``rate`` requests/s on a fixed schedule; latency counts from the scheduled time.
+
+    A dispatcher puts each request's due time on a queue when it falls due; a pool of
+    keep-alive clients sends them. A slow server makes requests wait in the queue, and that
+    wait is part of their latency (an open loop), unlike a closed loop that slows down with it.
+    """
     n = int(rate * seconds)
-    latencies, errors = [], 0
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-        start = time.perf_counter() + 0.2
+    jobs: queue.Queue = queue.Queue()
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
 
-        async def one(i: int):
-            nonlocal errors
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            try:
-                r = await client.get(f"/recommendations/{users[i % len(users)]}")
-                if r.status_code != 200:
-                    errors += 1
-                    if errors == 1:
-                        print(f"  first error: HTTP {r.status_code} {r.text[:200]}")
-            except httpx.HTTPError as exc:
-                errors += 1
-                if errors == 1:
-                    print(f"  first error: {exc!r}")
-            latencies.append((time.perf_counter() - due) * 1e3)
+    def worker():
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while (job := jobs.get()) is not None:
+                i, due = job
+                try:
+                    ok = client.get(f"/recommendations/{users[i % len(users)]}").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                with lock:
+                    latencies.append((time.perf_counter() - due) * 1e3)
+                    errors[0] += not ok
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        wall = time.perf_counter() - t0
-    return {"latencies": latencies, "errors": errors, "achieved": n / wall, "offered": rate}
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for t in pool:
+        t.start()
+    start = time.perf_counter() + 0.2
+    for i in range(n):
+        due = start + i / rate
+        time.sleep(max(0.0, due - time.perf_counter()))
+        jobs.put((i, due))
+    for _ in pool:
+        jobs.put(None)
+    for t in pool:
+        t.join(timeout=120)
+    wall = time.perf_counter() - start
+    return {"latencies": latencies, "errors": errors[0], "achieved": len(latencies) / wall,
+            "offered": rate}
 
 
 def free_port() -> int:
@@ -188,7 +203,7 @@ def main() -> None:
                 time.sleep(0.5)
         print("\nHTTP on loopback, open loop (latency from the scheduled send time):")
         for rate in (200, 400, 800, 1600):
-            r = asyncio.run(open_loop(url, users, rate, args.seconds))
+            r = open_loop(url, users, rate, args.seconds)
             behind = r["achieved"] < 0.95 * rate or np.percentile(r["latencies"], 99) > 1000
             print(f"  offered {rate:5d}/s: achieved {r['achieved']:7.1f}/s, "
                   f"{percentiles(r['latencies'])}, errors {r['errors']}"

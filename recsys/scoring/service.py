@@ -141,8 +141,11 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
             raise HTTPException(503, "no champion model yet: run a full retrain")
         return follower.served
 
+    # The handlers are async on purpose: each request is a few milliseconds of tensor work,
+    # and running them one by one on the event loop beats a thread pool whose threads fight
+    # over the same cores (measured in bench/serving.py).
     @app.get("/recommendations/{user_id}")
-    def for_user(user_id: str = Path(..., min_length=1, max_length=MAX_ID_LEN),
+    async def for_user(user_id: str = Path(..., min_length=1, max_length=MAX_ID_LEN),
                  k: int = Query(10, ge=1, le=MAX_K), exclude_seen: bool = False,
                  because: bool = False) -> dict:
         model = served()
@@ -156,7 +159,7 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
                        exclude_seen, because)
 
     @app.post("/recommendations")
-    def for_session(body: SessionRequest) -> dict:
+    async def for_session(body: SessionRequest) -> dict:
         if body.event_types is not None and len(body.event_types) != len(body.item_ids):
             raise HTTPException(422, "event_types must have one entry per item id")
         if any(len(i) > MAX_ID_LEN for i in body.item_ids):
@@ -186,7 +189,15 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
     return app
 
 
-def serve(paths: Paths | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(paths: Paths | None = None, host: str = "127.0.0.1", port: int = 8000,
+          threads: int = 1) -> None:
+    """Run the service with uvicorn.
+
+    ``threads``: torch threads per request. One request runs at a time, so more threads only
+    help with very large catalogues.
+    """
+    import torch
     import uvicorn
 
+    torch.set_num_threads(threads)
     uvicorn.run(create_app(paths), host=host, port=port, log_level="info")
