@@ -15,3 +15,8 @@ def seconds_since(then: dt.datetime | None, now: dt.datetime | None = None) -> f
         return None
     now = utc_now() if now is None else now.replace(tzinfo=None)
     return (now - then.replace(tzinfo=None)).total_seconds()
+
+
+def parse_ts(raw: str | None) -> dt.datetime | None:
+    """An ISO timestamp as stored in tags and model metadata; empty means unknown."""
+    return dt.datetime.fromisoformat(raw) if raw else None

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from recsys.config import Paths, RetentionConfig, TrackingConfig
 from recsys.data.files import file_lock
 from recsys.registry import tracking
-from recsys.timeutil import seconds_since
+from recsys.timeutil import parse_ts, seconds_since
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ class Version:
 
     @property
     def newest_event_ts(self) -> dt.datetime | None:
-        raw = self.tags.get("newest_event_ts")
-        return dt.datetime.fromisoformat(raw) if raw else None
+        return parse_ts(self.tags.get("newest_event_ts"))
 
     def age_seconds(self, now: dt.datetime | None = None) -> float | None:
         """Time since the newest event this model has learned from."""

@@ -45,13 +45,8 @@ class BatchScoreReport:
                 f"{self.rows:,} rows in {self.table} ({self.seconds:.1f} s)")
 
 
-def _banned_items(paths: Paths, cfg: ScoreConfig, n_items: int) -> torch.Tensor:
+def _banned_items(items: pa.Table, cfg: ScoreConfig, n_items: int) -> torch.Tensor:
     """Items no list may hold: excluded categories, not yet released, unknown to the model."""
-    con = read_store(paths)
-    try:
-        items = sql.query(con, "item_filters").to_arrow_table()
-    finally:
-        con.close()
     banned = torch.zeros(n_items + 1, dtype=torch.bool)
     idx = items["item_idx"].to_numpy()
     keep = idx <= n_items
@@ -82,9 +77,10 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
     try:
         users = sql.query(con, "active_user_sequences", window_days=cfg.window_days,
                           max_len=max_len).to_arrow_table()
+        items = sql.query(con, "item_filters").to_arrow_table()
     finally:
         con.close()
-    banned = _banned_items(paths, cfg, n_items)
+    banned = _banned_items(items, cfg, n_items)
     k = min(cfg.k, n_items)
     scored_at = utc_now()
     paths.recommendations_db.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from recsys.data.sequences import pad_left
 from recsys.evaluation.evaluator import mask_seen
 from recsys.models import io
 from recsys.models.seqrec import SeqRec
-from recsys.timeutil import seconds_since
+from recsys.timeutil import parse_ts, seconds_since
 
 TYPE_CODE = {t: i + 1 for i, t in enumerate(EVENT_TYPES)}
 
@@ -43,8 +43,7 @@ class Scorer:
 
     @property
     def newest_event_ts(self) -> dt.datetime | None:
-        raw = self.meta.get("newest_event_ts")
-        return dt.datetime.fromisoformat(raw) if raw else None
+        return parse_ts(self.meta.get("newest_event_ts"))
 
     def model_age_s(self, now: dt.datetime | None = None) -> float | None:
         """Seconds since the newest event this model has learnt from (None if unknown)."""

@@ -43,7 +43,7 @@ from recsys.data.microbatch import holdout_set, refresh
 from recsys.models import io
 from recsys.registry import tracking
 from recsys.registry.registry import Registry
-from recsys.timeutil import seconds_since
+from recsys.timeutil import parse_ts, seconds_since
 from recsys.training.full_retrain import train
 from recsys.training.gate import score_set
 from recsys.training.update import update
@@ -205,8 +205,7 @@ def backtest(events: pd.DataFrame, items: pd.DataFrame | None, home: Path,
             retrain = train(paths, model_cfg, train_cfg, EvalConfig(),
                             TrackingConfig(register_model=False), gate_cfg)
             full, _, _ = io.load(retrain.model_dir)
-            newest = retrain.fingerprint.get("newest_event_ts")
-            full_newest = dt.datetime.fromisoformat(newest) if newest else None
+            full_newest = parse_ts(retrain.fingerprint.get("newest_event_ts"))
         result.windows.append(Window(i, bounds[i].to_pydatetime(), bounds[i + 1].to_pydatetime(),
                                      len(window), len(cases), metrics, lags, outcome.status))
         log.info("window %d: %s | update %s", i, ", ".join(

@@ -162,7 +162,7 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
     _check_compatible(batch, item_ids, meta)
 
     device = device_for(cfg.accelerator)
-    base = copy.deepcopy(net)
+    base = net  # the loaded champion is ours alone: grown in place, copied once for training
     base.items.grow(batch.n_items, torch.from_numpy(batch.text) if batch.text.shape[1] else None)
     base.to(device).eval()
     before = _scores(base, batch, guard, device)
