@@ -269,5 +269,5 @@ class ScoreConfig(_Config):
     exclude_categories: tuple[str, ...] = ()
     # Only items already released (created_at <= now) are recommended.
     only_released: bool = True
-    chunk_size: int = Field(4096, ge=1)
+    chunk_size: int = Field(512, ge=1)
     progress_bar: bool = True

@@ -24,9 +24,9 @@ from recsys.config import Paths, ScoreConfig, TrackingConfig
 from recsys.data.features import read_store
 from recsys.data.files import TMP_PREFIX, file_lock
 from recsys.data.sequences import pad_left
-from recsys.evaluation.evaluator import mask_seen
 from recsys.registry.registry import Registry
 from recsys.scoring.scorer import Scorer
+from recsys.scoring.topk import ItemIndex
 from recsys.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
         raise LookupError(f"{registry.name} has no champion to score with: run a full retrain")
     with registry.model_folder(champion.version) as folder:
         scorer = Scorer.from_folder(folder)
-    net, n_items, max_len = scorer.net, scorer.net.n_items, scorer.max_len
+    n_items, max_len = scorer.net.n_items, scorer.max_len
     con = read_store(paths)
     try:
         users = sql.query(con, "active_user_sequences", window_days=cfg.window_days,
@@ -80,8 +80,8 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
         items = sql.query(con, "item_filters").to_arrow_table()
     finally:
         con.close()
-    banned = _banned_items(items, cfg, n_items)
-    k = min(cfg.k, n_items)
+    catalogue = ItemIndex(scorer.item_vectors, _banned_items(items, cfg, n_items))
+    k = min(cfg.k, len(catalogue))
     scored_at = utc_now()
     paths.recommendations_db.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
@@ -89,7 +89,6 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
         out = sql.connect(paths.recommendations_db)
         try:
             sql.run(out, "recommendations_staging")
-            item_vectors = net.items()
             chunks = range(0, users.num_rows, cfg.chunk_size)
             for start in tqdm(chunks, desc="batch scoring", unit="chunk",
                               disable=not cfg.progress_bar):
@@ -98,22 +97,21 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
                 types = torch.from_numpy(pad_left(chunk["type_seq"], max_len))
                 unknown = items > n_items  # items newer than the model carry no meaning yet
                 items, types = items.masked_fill(unknown, 0), types.masked_fill(unknown, 0)
-                with torch.no_grad():
-                    scores = net.score(items, types, item_vectors)
-                scores[:, banned] = float("-inf")
-                if cfg.exclude_seen:
-                    mask_seen(scores, items)
+                exclude = [items] if cfg.exclude_seen else []
                 if cfg.exclude_purchased:
-                    bought = torch.from_numpy(pad_left(chunk["bought"], 1 << 10))
-                    mask_seen(scores, bought.clamp(max=n_items))
-                top = scores.topk(k, dim=1)
+                    width = max(1, pa.compute.max(pa.compute.list_value_length(
+                        chunk["bought"])).as_py() or 0)
+                    bought = torch.from_numpy(pad_left(chunk["bought"], width))
+                    exclude.append(bought.masked_fill(bought > n_items, 0))
+                top, scores = scorer.top_k(items, types, k,
+                                           torch.cat(exclude, 1) if exclude else None, catalogue)
                 n = chunk.num_rows
                 table = pa.table({
                     "user_id": np.repeat(np.asarray(chunk["user_id"].to_pylist(), dtype=object),
                                          k),
                     "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-                    "item_id": scorer.item_ids[top.indices.numpy().ravel() - 1],
-                    "score": top.values.numpy().ravel().astype(np.float32),
+                    "item_id": scorer.item_ids[top.numpy().ravel() - 1],
+                    "score": scores.numpy().ravel().astype(np.float32),
                     "model_version": np.full(n * k, champion.version, dtype=object),
                     "scored_at": np.full(n * k, np.datetime64(scored_at, "us")),
                 })

@@ -7,14 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from recsys.columns import EVENT_TYPES
-from recsys.data.sequences import pad_left
-from recsys.evaluation.evaluator import mask_seen
 from recsys.models import io
 from recsys.models.seqrec import SeqRec
+from recsys.scoring.topk import ItemIndex
 from recsys.timeutil import parse_ts, seconds_since
 
 TYPE_CODE = {t: i + 1 for i, t in enumerate(EVENT_TYPES)}
@@ -35,6 +33,7 @@ class Scorer:
         # The item tower depends only on the weights: computed once per model, not per request.
         with torch.no_grad():
             self.item_vectors = net.items()
+        self.catalogue = ItemIndex(self.item_vectors)
 
     @classmethod
     def from_folder(cls, folder: Path) -> Scorer:
@@ -51,16 +50,21 @@ class Scorer:
 
     def encode(self, histories: Sequence[Sequence[str]],
                types: Sequence[Sequence[str]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        idx, codes = [], []
+        """Right-aligned index and event-type matrices ``(B, max_len)``, zero-padded.
+
+        Plain loops, not Arrow: a request holds a handful of histories, and building Arrow
+        arrays for them cost more than the Transformer (measured in bench/serving.py).
+        """
+        items = np.zeros((len(histories), self.max_len), dtype=np.int64)
+        kinds = np.zeros_like(items)
         for n, history in enumerate(histories):
-            kinds = types[n] if types is not None else [None] * len(history)
+            kind = types[n] if types is not None else [None] * len(history)
             pairs = [(self.index[i], TYPE_CODE.get(t, 1))
-                     for i, t in zip(history, kinds, strict=True) if i in self.index]
-            idx.append([p[0] for p in pairs])
-            codes.append([p[1] for p in pairs])
-        items = torch.from_numpy(pad_left(pa.array(idx, pa.list_(pa.int64())), self.max_len))
-        kinds = torch.from_numpy(pad_left(pa.array(codes, pa.list_(pa.int64())), self.max_len))
-        return items, kinds
+                     for i, t in zip(history, kind, strict=True) if i in self.index]
+            pairs = pairs[-self.max_len:]
+            if pairs:
+                items[n, -len(pairs):], kinds[n, -len(pairs):] = zip(*pairs, strict=True)
+        return torch.from_numpy(items), torch.from_numpy(kinds)
 
     @torch.no_grad()
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10,
@@ -68,12 +72,20 @@ class Scorer:
                   types: Sequence[Sequence[str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item ids ``(B, k)`` (object array) and their scores ``(B, k)``."""
         items, kinds = self.encode(histories, types)
-        scores = self.net.score(items, kinds, self.item_vectors)
-        if exclude_seen:
-            mask_seen(scores, items)
-        k = min(k, self.net.n_items)
-        top = scores.topk(k, dim=1)
-        return self.item_ids[top.indices.numpy() - 1], top.values.numpy()
+        top, scores = self.top_k(items, kinds, k, exclude=items if exclude_seen else None)
+        return self.item_ids[top.numpy() - 1], scores.numpy()
+
+    @torch.no_grad()
+    def top_k(self, items: torch.Tensor, types: torch.Tensor | None, k: int,
+              exclude: torch.Tensor | None = None,
+              catalogue: ItemIndex | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item indices and scores of the best ``k`` items for padded index histories.
+
+        ``catalogue``: a filtered one (``ItemIndex(scorer.item_vectors, banned)``) when some
+        items may not be recommended; by default every item may.
+        """
+        users = self.net.user_vectors(items, types, self.item_vectors)
+        return (catalogue or self.catalogue).top_k(users, k, exclude)
 
     @torch.no_grad()
     def because(self, histories: Sequence[Sequence[str]],
