@@ -123,7 +123,7 @@ def compare_top_k(scorer: Scorer, items: torch.Tensor, repeats: int = 5) -> None
         fn()
         t = time.perf_counter()
         for _ in range(repeats):
-            top = fn()
+            fn()
         timings[label] = (time.perf_counter() - t) / repeats * 1e3
         print(f"  {label:16s} {timings[label]:7.1f} ms "
               f"({len(items) / timings[label] * 1e3:,.0f} users/s)")

@@ -353,7 +353,7 @@ def score(
     exclude_category: Annotated[list[str] | None, typer.Option(
         help="Never recommend this category (repeatable).")] = None,
     chunk_size: Annotated[int, typer.Option(help="Users scored per chunk (bounds memory).")]
-    = 4096,
+    = 512,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     home: HomeOpt = None,
 ) -> None:
@@ -379,6 +379,23 @@ def serve(
     from recsys.scoring.service import serve as run_service
 
     run_service(_paths(home), host=host, port=port)
+
+
+@app.command("forget-user")
+def forget_user(
+    user_id: Annotated[str, typer.Argument(help="The user id exactly as ingested.")],
+    home: HomeOpt = None,
+) -> None:
+    """Remove a user's events from the landing zone, quarantine, features and recommendations.
+
+    Files are rewritten atomically; versions trained on the user's data are tagged
+    forget_requests and listed (the next full retrain is free of them). The request log keeps
+    a SHA-256 of the id, never the id. Safe to run again after a crash.
+    """
+    from recsys.config import TrackingConfig
+    from recsys.privacy import forget_user as run_forget
+
+    typer.echo(run_forget(user_id, _paths(home), TrackingConfig()).summary())
 
 
 @app.command()
@@ -416,18 +433,23 @@ def rollback(
 
 @app.command()
 def models(home: HomeOpt = None) -> None:
-    """List registered versions: aliases, kind, parent, watermark, model age, decision."""
+    """List registered versions: aliases, kind, parent, watermark, model age, decision.
+
+    A version trained on a forgotten user's data says so (forget requests).
+    """
     from recsys.config import TrackingConfig
     from recsys.registry.registry import Registry
 
     registry = Registry(_paths(home), TrackingConfig())
-    typer.echo("| version | aliases | kind | parent | watermark | model age | decision |")
-    typer.echo("|---|---|---|---|---|---|---|")
+    typer.echo("| version | aliases | kind | parent | watermark | model age | decision "
+               "| forget requests |")
+    typer.echo("|---|---|---|---|---|---|---|---|")
     for v in registry.versions():
         age = v.age_seconds()
         typer.echo(f"| {v.version} | {', '.join(v.aliases)} | {v.kind} | {v.parent or ''} | "
                    f"{v.watermark} | {'' if age is None else f'{age:,.0f}s'} | "
-                   f"{v.tags.get('decision', '')}: {v.tags.get('decision_reason', '')} |")
+                   f"{v.tags.get('decision', '')}: {v.tags.get('decision_reason', '')} | "
+                   f"{v.tags.get('forget_requests', '')} |")
 
 
 @app.command()

@@ -123,7 +123,7 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
                 rows += table.num_rows
             sql.run(out, "recommendations_swap")
             out.execute("CHECKPOINT")
-            _export(out, paths.recommendations_export)
+            export_recommendations(out, paths.recommendations_export)
         finally:
             out.close()
     report = BatchScoreReport(champion.version, users.num_rows, rows,
@@ -132,7 +132,7 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
     return report
 
 
-def _export(con, dest: Path) -> None:
+def export_recommendations(con, dest: Path) -> None:
     """Parquet copy of the served lists, renamed into place so readers never see half of it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{dest.name}"

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recsys import sql
+from recsys import privacy, sql
 from recsys.config import Paths
 from recsys.data.landing import LandingZone, part_seq
 
@@ -51,6 +51,14 @@ class RecentHistories:
         with self._lock:
             h = self.users.get(user_id)
             return History(list(h.ts), list(h.item_ids), list(h.event_types)) if h else None
+
+    def forget(self, user_hashes: set[str]) -> int:
+        """Drop users whose id hashes to one of ``user_hashes`` (forget-user requests)."""
+        with self._lock:
+            gone = [u for u in self.users if privacy.user_hash(u) in user_hashes]
+            for u in gone:
+                del self.users[u]
+        return len(gone)
 
     def _parts(self) -> list[Path]:
         return [p for p in self.zone.event_parts() if (part_seq(p) or 0) > self.seq]

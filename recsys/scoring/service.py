@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
+from recsys import privacy
 from recsys.config import Paths, TrackingConfig
 from recsys.registry.registry import Registry
 from recsys.scoring.batching import RequestBatcher
@@ -56,6 +57,7 @@ class ChampionFollower:
         self.served: Served | None = None
         self.reload_error: str | None = None
         self.histories: RecentHistories | None = None
+        self.forgotten: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.refresh()
@@ -82,6 +84,10 @@ class ChampionFollower:
                 self.histories = RecentHistories(self.paths, max_len=max_len)
             else:
                 self.histories.refresh()
+            if (forgotten := privacy.forgotten_hashes(self.paths)) - self.forgotten:
+                dropped = self.histories.forget(forgotten - self.forgotten)
+                self.forgotten |= forgotten
+                log.info("forget-user: dropped %d users from memory", dropped)
         except Exception as exc:
             log.warning("could not read new landing parts: %s", exc)
         # The histories are ~10 Python objects per event: a full collection walking them took

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ import torch
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from recsys import privacy
 from recsys.config import EvalConfig, GateConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
 from recsys.data.datamodule import SequenceDataModule
 from recsys.data.features import read_store
@@ -29,6 +31,7 @@ from recsys.models.module import SeqRecModule
 from recsys.models.seqrec import SeqRec
 from recsys.registry import tracking
 from recsys.registry.registry import Registry
+from recsys.timeutil import utc_now
 from recsys.training.gate import decide_full
 from recsys.training.trainer import build_trainer, peak_memory_mb, resolve_precision
 
@@ -53,6 +56,7 @@ class TrainResult:
     model_dir: Path | None = None
     decision: str = ""  # promoted | rejected | "" (not registered)
     decision_reason: str = ""
+    data_read_at: dt.datetime | None = None  # when the training data was read (forget-user)
 
     @property
     def promoted(self) -> bool:
@@ -131,6 +135,7 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
     tracking_cfg = tracking_cfg or TrackingConfig()
     rank_zero = rank_zero_only.rank == 0
 
+    data_read_at = utc_now()
     data = read_training_data(paths, train_cfg, model_cfg)
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     net = SeqRec(model_cfg, data.n_items, torch.from_numpy(data.text))
@@ -181,7 +186,8 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
             run_id=run_id, model_uri=None, version=None, valid=valid, test=test,
             history=history.history, best_epoch=int(best.get("epoch", 0)),
             time_to_best_s=float(best.get("wall_s", float("nan"))),
-            positions_per_s=history.positions_per_s, memory=memory, fingerprint=fp)
+            positions_per_s=history.positions_per_s, memory=memory, fingerprint=fp,
+            data_read_at=data_read_at)
         log.info("\n%s", result.summary())
         _log_run(result, net.cpu(), data, eval_cfg, train_cfg, tracking_cfg, paths)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the registered artifacts are the durable copy
@@ -253,5 +259,8 @@ def _log_run(result: TrainResult, net: SeqRec, data: TrainingData, eval_cfg: Eva
             "newest_event_ts": result.fingerprint.get("newest_event_ts", ""),
             "test_ndcg_at_10": f"{result.test[MODEL_NAME]['ndcg@10']:.5f}",
             "git_commit": tracking.git_commit()}
+    if forgotten := privacy.requests_after(paths, result.data_read_at,
+                                           int(result.fingerprint["watermark"])):
+        tags[privacy.TAG] = ",".join(forgotten)  # a user was forgotten while this one trained
     registered = tracking_cfg.registered_model if tracking_cfg.register_model else None
     result.model_uri, result.version = tracking.log_model(folder, example, registered, tags)

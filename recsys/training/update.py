@@ -14,6 +14,7 @@ enters the champion's lineage twice. An orphaned candidate is only pruned by ret
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from pathlib import Path
 import mlflow
 import torch
 
+from recsys import privacy
 from recsys.config import GateConfig, Paths, RetentionConfig, TrackingConfig, UpdateConfig
 from recsys.data.features import open_store
 from recsys.data.microbatch import BatchPlan, FineTuneData, MicroBatch, extract, plan_batch, refresh
@@ -32,7 +34,7 @@ from recsys.faults import crash_point
 from recsys.models import io
 from recsys.registry import tracking
 from recsys.registry.registry import Registry, now_iso
-from recsys.timeutil import seconds_since
+from recsys.timeutil import seconds_since, utc_now
 from recsys.training.finetune import device_for, fine_tune
 from recsys.training.gate import SetScore, Verdict, compare, figures_of, sanity, score_set
 
@@ -144,6 +146,7 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
         guard = io.load_guard(folder)
     clock.lap("load")
 
+    data_read_at = utc_now()
     with open_store(paths) as con:
         refresh(con, paths)
         plan = plan_batch(con, champion.watermark, cfg)
@@ -195,6 +198,7 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
                           figures={**verdict.figures, **report.as_dict(),
                                    "new_items": float(batch.n_items - len(item_ids))})
     _register(result, candidate.cpu(), batch, champion, verdict, cfg, tracking_cfg, paths,
+              data_read_at,
               registry, guard, clock)
     result.status = "rejected"
     if verdict.promote:
@@ -235,7 +239,7 @@ def _check_compatible(batch: MicroBatch, item_ids: list[str], meta: dict) -> Non
 
 def _register(result: UpdateResult, net, batch: MicroBatch, champion, verdict: Verdict,
               cfg: UpdateConfig, tracking_cfg: TrackingConfig, paths: Paths,
-              registry: Registry, guard, clock: _Clock) -> None:
+              data_read_at: dt.datetime, registry: Registry, guard, clock: _Clock) -> None:
     plan = batch.plan
     fingerprint = hashlib.sha256(
         f"{champion.version}:{plan.low}:{plan.cut}:{plan.train_events}".encode()).hexdigest()[:16]
@@ -263,6 +267,11 @@ def _register(result: UpdateResult, net, batch: MicroBatch, champion, verdict: V
                                 "newest_event_ts": tags["newest_event_ts"]}, guard=guard)
         example = batch.item_ids[:1]
         tags["run_id"] = run.info.run_id
+        # A fine-tune keeps what its parent learnt, a forgotten user's data included.
+        inherited = [r for r in champion.tags.get(privacy.TAG, "").split(",") if r]
+        forgotten = privacy.requests_after(paths, data_read_at, plan.cut)
+        if requests := list(dict.fromkeys(inherited + forgotten)):
+            tags[privacy.TAG] = ",".join(requests)
         del tags["decision_pending"]
         tags |= {tracking.safe_key(f"gate.{k}"): f"{v:.5f}" for k, v in verdict.figures.items()
                  if k.endswith("ndcg@10")}

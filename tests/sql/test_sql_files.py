@@ -13,6 +13,7 @@ from recsys.data.sequences import load_training_data
 from recsys.data.status import status_report
 from recsys.data.synthetic import generate, preset
 from recsys.models.baselines import ItemCF
+from recsys.privacy import forget_user
 from recsys.scoring.history import RecentHistories
 
 
@@ -56,6 +57,8 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
     histories = RecentHistories(paths, max_len=10)  # the service reads landing parts itself
     assert histories.users and histories.popular
     ItemCF.fit(data.train_histories(), data.n_items, data.catalogue.counts)
+    report = forget_user("u", paths)  # the bad row above was theirs
+    assert report.quarantine_rows_removed == 1
     assert set(sql.names()) - used == set()
 
 
