@@ -36,6 +36,7 @@ from recsys.config import FeatureConfig, Paths, TrackingConfig
 from recsys.data.features import build_derived, open_store
 from recsys.data.files import file_lock
 from recsys.data.landing import LandingZone
+from recsys.faults import crash_point
 from recsys.registry.registry import Registry
 from recsys.scoring.batch import export_recommendations
 from recsys.timeutil import parse_ts, utc_now
@@ -142,6 +143,7 @@ def forget_user(user_id: str, paths: Paths | None = None,
                                     table.filter(pc.not_equal(table[C.USER_ID], user_id)))
                 report.events_removed += n
                 report.parts_rewritten += 1
+                crash_point("forget.after_first_part")
                 report.first_seq = min(first_seq, report.first_seq or first_seq)
         for path in zone.quarantine_parts():
             con = sql.connect()
@@ -155,6 +157,7 @@ def forget_user(user_id: str, paths: Paths | None = None,
                 writer.replace_part(path, kept)
                 report.quarantine_rows_removed += removed
 
+    crash_point("forget.after_landing")
     if paths.features_db.exists():
         with open_store(paths) as con:
             sql.run(con, "forget_user_events", user_id=user_id)
@@ -162,6 +165,7 @@ def forget_user(user_id: str, paths: Paths | None = None,
             build_derived(con, feature_cfg or FeatureConfig())
             con.execute("CHECKPOINT")
 
+    crash_point("forget.after_store")
     if paths.recommendations_db.exists():
         with file_lock(paths.recommendations_db.with_suffix(".lock"), timeout=600):
             con = sql.connect(paths.recommendations_db)

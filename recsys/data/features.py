@@ -24,6 +24,7 @@ from recsys.config import FeatureConfig, Paths
 from recsys.data import text
 from recsys.data.files import file_lock
 from recsys.data.landing import LandingZone, part_seq
+from recsys.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def temporal_cuts(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> tuple[d
 def build_derived(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> None:
     """Recompute sequences, item statistics and both splits from the events table."""
     sql.run(con, "user_sequences", max_len=cfg.max_seq_len)
+    crash_point("features.after_sequences")
     sql.run(con, "item_stats", window_days=cfg.popularity_window_days)
     sql.run(con, "split_leave_last_out", min_events=cfg.min_user_events)
     valid_cut, test_cut = temporal_cuts(con, cfg)
@@ -199,12 +201,14 @@ def build_features(paths: Paths | None = None, cfg: FeatureConfig | None = None)
     with open_store(paths) as con:
         report = refresh_events(con, paths)
         log.info(report.summary())
+        crash_point("features.after_refresh")
         build_derived(con, cfg)
         encoder = text.load_encoder(cfg.text_encoder)
         if encoder is not None:
             text.refresh_text_embeddings(con, encoder)
         sql.run(con, "meta_set", key=TEXT_ENCODER_KEY, value=encoder.name if encoder else "none")
         sql.run(con, "meta_set", key=TEXT_ENCODER_SPEC_KEY, value=cfg.text_encoder)
+        crash_point("features.before_checkpoint")
         con.execute("CHECKPOINT")
         return report, summarize(con)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recsys.faults import crash_point
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -74,7 +76,9 @@ def atomic_write_parquet(table: pa.Table, dest: Path) -> Path:
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        crash_point("files.before_rename")
         os.replace(tmp, dest)
+        crash_point("files.after_rename")
         _fsync_dir(dest.parent)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -30,6 +30,7 @@ from recsys import sql
 from recsys.config import IngestConfig, Paths
 from recsys.data.landing import LandingZone, Writer
 from recsys.data.readers import IngestError, Malformed, RawChunk, _text, read_chunks
+from recsys.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Ingestor:
             max_id_len=self.config.max_id_len, event_types=list(self.config.event_types),
         ).to_arrow_table()
         self.con.unregister("raw_events")
+        crash_point("ingest.after_validate")
         status = checked.column("status")
         accepted = checked.filter(pc.equal(status, "accepted"))
         quarantined = checked.filter(pc.equal(status, "quarantined"))
@@ -111,11 +113,13 @@ class Ingestor:
 
         events = self._landing_events(accepted, seq, now, source)
         self.writer.publish_events(seq, events)
+        crash_point("ingest.after_events_part")
 
         q = self._quarantine_rows(
             quarantined, conflicts, chunk.malformed, kind="event", seq=seq, now=now,
             source=source)
         self.writer.publish_quarantine(seq, q)
+        crash_point("ingest.after_quarantine_part")
 
         _account(report, chunk, seq, events.num_rows, dup_in_chunk + dup_landed,
                  quarantined.column("reason").to_pylist()

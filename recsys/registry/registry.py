@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from recsys.config import Paths, RetentionConfig, TrackingConfig
 from recsys.data.files import file_lock
+from recsys.faults import crash_point
 from recsys.registry import tracking
 from recsys.timeutil import parse_ts, seconds_since
 
@@ -182,6 +183,7 @@ class Registry:
                 return True
             if current_version is not None:
                 self.client.set_registered_model_alias(self.name, PREVIOUS, current_version)
+                crash_point("registry.between_aliases")
             self.client.set_registered_model_alias(self.name, CHAMPION, version)
             self.tag(version, {"decision": action, "decision_reason": reason,
                                "decided_at": now_iso(),

@@ -24,6 +24,7 @@ from recsys.config import Paths, ScoreConfig, TrackingConfig
 from recsys.data.features import read_store
 from recsys.data.files import TMP_PREFIX, file_lock
 from recsys.data.sequences import pad_left
+from recsys.faults import crash_point
 from recsys.registry.registry import Registry
 from recsys.scoring.scorer import Scorer
 from recsys.scoring.topk import ItemIndex
@@ -121,8 +122,11 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
                 sql.run(out, "recommendations_append")
                 out.unregister("chunk")
                 rows += table.num_rows
+                crash_point("score.after_chunk")
+            crash_point("score.before_swap")
             sql.run(out, "recommendations_swap")
             out.execute("CHECKPOINT")
+            crash_point("score.after_swap")
             export_recommendations(out, paths.recommendations_export)
         finally:
             out.close()
@@ -138,6 +142,7 @@ def export_recommendations(con, dest: Path) -> None:
     tmp = dest.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{dest.name}"
     try:
         sql.run(con, "recommendations_export", path=str(tmp))
+        crash_point("files.before_rename")
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

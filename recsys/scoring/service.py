@@ -157,7 +157,7 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
 
     # The handlers are async: they parse and answer on the event loop and hand the model work
     # to the batcher's single thread, which serves every request waiting at once.
-    @app.get("/recommendations/{user_id}")
+    @app.get("/recommendations/{user_id:path}")  # ids may hold "/"
     async def for_user(user_id: str = Path(..., min_length=1, max_length=MAX_ID_LEN),
                  k: int = Query(10, ge=1, le=MAX_K), exclude_seen: bool = False,
                  because: bool = False) -> dict:

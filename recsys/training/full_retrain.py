@@ -25,6 +25,7 @@ from recsys.data.features import read_store
 from recsys.data.sequences import TrainingData, load_training_data
 from recsys.evaluation.evaluator import EvalSet, evaluate
 from recsys.evaluation.report import metrics_table, training_curves
+from recsys.faults import crash_point
 from recsys.models import io
 from recsys.models.baselines import ItemCF, Popularity
 from recsys.models.module import SeqRecModule
@@ -170,6 +171,7 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
         ckpt_dir = paths.checkpoints / (run_id or "run")
         trainer, history, checkpoint = build_trainer(train_cfg, ckpt_dir, logger)
         trainer.fit(module, datamodule=datamodule)
+        crash_point("train.after_fit")
         if not trainer.is_global_zero:
             return None
 
@@ -264,3 +266,4 @@ def _log_run(result: TrainResult, net: SeqRec, data: TrainingData, eval_cfg: Eva
         tags[privacy.TAG] = ",".join(forgotten)  # a user was forgotten while this one trained
     registered = tracking_cfg.registered_model if tracking_cfg.register_model else None
     result.model_uri, result.version = tracking.log_model(folder, example, registered, tags)
+    crash_point("train.after_register")

@@ -209,6 +209,7 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
             result.reason = "the champion moved while this candidate was trained"
     else:
         registry.reject(result.version, verdict.reason)
+    crash_point("update.after_promote")
     now_champion = registry.champion()
     result.model_age_s = seconds_since(now_champion.newest_event_ts) if now_champion else age
     client = registry.client
@@ -279,3 +280,4 @@ def _register(result: UpdateResult, net, batch: MicroBatch, champion, verdict: V
                                                tags, input_example=False)
     crash_point("update.after_register")
     registry.set_challenger(result.version)
+    crash_point("update.after_challenger")
