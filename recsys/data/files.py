@@ -24,6 +24,13 @@ from recsys.faults import crash_point
 TMP_PREFIX = ".tmp-"
 
 
+class StorageError(OSError):
+    """A write could not complete (disk full, permission denied, read-only file system).
+
+    Raised after the temp file is removed: the destination is unchanged.
+    """
+
+
 class LockTimeout(TimeoutError):
     """Another process held the lock for longer than we were willing to wait."""
 
@@ -80,9 +87,12 @@ def atomic_write_parquet(table: pa.Table, dest: Path) -> Path:
         os.replace(tmp, dest)
         crash_point("files.after_rename")
         _fsync_dir(dest.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise StorageError(exc.errno, f"cannot write {dest}: "
+                               f"{exc.strerror or exc}; nothing was written there") from exc
         raise
     return dest
 

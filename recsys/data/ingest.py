@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from recsys import columns as C
 from recsys import sql
 from recsys.config import IngestConfig, Paths
+from recsys.data.files import StorageError
 from recsys.data.landing import LandingZone, Writer
 from recsys.data.readers import IngestError, Malformed, RawChunk, _text, read_chunks
 from recsys.faults import crash_point
@@ -301,6 +302,14 @@ def ingest_paths(
                             ingestor.ingest_item_chunk(chunk, str(path), report)
                 except (IngestError, duckdb.Error, pa.ArrowException) as exc:
                     report.error = str(exc) if isinstance(exc, IngestError) else f"{path}: {exc}"
+                except StorageError as exc:
+                    # The disk is full or not writable: later files would fail the same way.
+                    report.error = (f"{path}: {exc.strerror} (rows counted above landed; the "
+                                    "rest did not: ingest the file again once fixed, nothing "
+                                    "lands twice)")
+                    log.error(report.summary())
+                    reports.append(report)
+                    break
                 log.info(report.summary())
                 reports.append(report)
         finally:

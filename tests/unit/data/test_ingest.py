@@ -214,3 +214,55 @@ def test_large_file_is_processed_in_chunks_each_with_its_sequence(tmp_path, path
     [r] = ingest_paths([f], data_paths=paths, chunk_rows=100)
     assert r.accepted == 250
     assert r.sequences == [1, 2, 3]
+
+
+def _frame(n: int, user: str = "u") -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [f"{user}{k}" for k in range(n)], "item_id": "i1",
+                         "event_type": "view", "ts": "2025-01-01T00:00:00Z"})
+
+
+@pytest.mark.parametrize("failure", ["disk_full", "permission"])
+def test_disk_full_or_permission_denied_is_a_clear_error_with_no_partial_data(
+        paths, tmp_path, monkeypatch, failure):
+    import errno
+
+    from recsys.data import files
+
+    first = tmp_path / "first.csv"
+    _frame(5, "a").to_csv(first, index=False)
+    ingest_paths([first], data_paths=paths)
+    zone = LandingZone(paths)
+    before = {p.name: p.read_bytes() for p in zone.event_parts()}
+
+    real_write, real_replace = files.pq.write_table, files.os.replace
+
+    def disk_fills_up(table, where, **kw):  # half the file reaches the disk, then ENOSPC
+        real_write(table, where, **kw)
+        with open(where, "r+b") as fh:
+            fh.truncate(fh.seek(0, 2) // 2)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def read_only(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    if failure == "disk_full":
+        monkeypatch.setattr(files.pq, "write_table", disk_fills_up)
+    else:
+        monkeypatch.setattr(files.os, "replace", read_only)
+    second, third = tmp_path / "second.csv", tmp_path / "third.csv"
+    _frame(7, "b").to_csv(second, index=False)
+    _frame(3, "c").to_csv(third, index=False)
+    reports = ingest_paths([second, third], data_paths=paths)
+    assert len(reports) == 1  # it stops: the next file would fail the same way
+    message = reports[0].error
+    expected = "No space left on device" if failure == "disk_full" else "Permission denied"
+    assert expected in message and "second.csv" in message and "part-" in message
+    assert "ingest the file again" in message
+    assert {p.name: p.read_bytes() for p in zone.event_parts()} == before  # nothing partial
+    assert not list(paths.landing_events.glob(".tmp-*"))
+
+    monkeypatch.setattr(files.pq, "write_table", real_write)
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    again = ingest_paths([second, third], data_paths=paths)  # once fixed, all of it lands
+    assert [r.accepted for r in again] == [7, 3] and all(r.error is None for r in again)
+    assert sum(pq.read_metadata(p).num_rows for p in zone.event_parts()) == 15
