@@ -4,13 +4,18 @@
 an ingest, say). A SIGKILL cannot be caught, so it is the honest model of a power cut or an
 OOM kill: no ``finally`` runs. Outside tests the variable is unset and a crash point costs a
 dict lookup. ``POINTS`` lists every point, so the fault suite can check it covers them all.
+
+``RECSYS_STALL_AT=<name>`` with ``RECSYS_STALL_FILE=<path>`` holds the process at the point
+instead: it writes the file and waits until the test removes it (to kill a server meanwhile).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
+from pathlib import Path
 
 POINTS = {
     "ingest": ("ingest.after_validate", "ingest.after_events_part",
@@ -29,6 +34,11 @@ _hits: Counter[str] = Counter()
 
 
 def crash_point(name: str) -> None:
+    if os.environ.get("RECSYS_STALL_AT") == name:
+        flag = Path(os.environ["RECSYS_STALL_FILE"])
+        flag.write_text(name)
+        while flag.exists():
+            time.sleep(0.1)
     target = os.environ.get("RECSYS_KILL_AT")
     if not target:
         return
