@@ -9,6 +9,7 @@ import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from mlflow.models import infer_signature
@@ -25,6 +26,19 @@ PIP_REQUIREMENTS = ["torch", "numpy", "pandas", "pyarrow", "safetensors", "mlflo
 def tracking_uri(paths: Paths) -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else a SQLite store in the project folder."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.mlflow_db}"
+
+
+def redact(uri: str) -> str:
+    """The URI without its password, for logs and links.
+
+    A store URI such as ``postgresql://user:secret@db/mlflow`` or ``https://user:token@host``
+    must not leak into logs, Prefect artifacts or the MLflow UI links we write.
+    """
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @contextlib.contextmanager
@@ -139,6 +153,7 @@ def run_link(paths: Paths, run_id: str | None) -> str:
         return "no MLflow run"
     uri = tracking_uri(paths)
     if not uri.startswith("http"):
-        return f"MLflow run `{run_id}` (local store {uri})"
+        return f"MLflow run `{run_id}` (local store {redact(uri)})"
     experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
-    return f"[MLflow run {run_id}]({uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id})"
+    return (f"[MLflow run {run_id}]({redact(uri).rstrip('/')}/#/experiments/{experiment}/runs/"
+            f"{run_id})")

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from recsys import sql
 from recsys.config import Paths, ScoreConfig, TrackingConfig
 from recsys.data.features import read_store
-from recsys.data.files import TMP_PREFIX, file_lock
+from recsys.data.files import TMP_PREFIX, file_lock, remove_stale_temp_files
 from recsys.data.sequences import pad_left
 from recsys.faults import crash_point
 from recsys.registry.registry import Registry
@@ -139,6 +139,7 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
 def export_recommendations(con, dest: Path) -> None:
     """Parquet copy of the served lists, renamed into place so readers never see half of it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(dest.parent)  # left by a run killed mid-export; we hold the lock
     tmp = dest.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{dest.name}"
     try:
         sql.run(con, "recommendations_export", path=str(tmp))

@@ -167,7 +167,7 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
                              "watermark": str(fp["watermark"]), "data_fingerprint": fp["id"]})
             logger = MLFlowLogger(experiment_name=tracking_cfg.experiment, tracking_uri=uri,
                                   run_id=run_id)
-            log.info("MLflow run %s at %s", run_id, uri)
+            log.info("MLflow run %s at %s", run_id, tracking.redact(uri))
         ckpt_dir = paths.checkpoints / (run_id or "run")
         trainer, history, checkpoint = build_trainer(train_cfg, ckpt_dir, logger)
         trainer.fit(module, datamodule=datamodule)
