@@ -47,7 +47,8 @@ class Cli:
             proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
-        return proc.wait(timeout=60)
+        self.last_status = proc.wait(timeout=60)
+        return self.last_status
 
 
 def landed(paths) -> pd.DataFrame:
@@ -90,8 +91,10 @@ def check_champion_serves(world) -> None:
 
 
 def check_recommendations(paths, expected_users: int | None = None,
-                          export_may_lag: bool = False) -> tuple[str, int] | None:
+                          export_may_lag: bool = False) -> tuple[str, int, int] | None:
     """The served table comes from one model version and, if given, covers every user.
+
+    Returns ``(model version, rows, users)``.
 
     The Parquet export is renamed into place after the table swap, so right after a crash
     between the two it may still hold the previous complete run (``export_may_lag``).
@@ -116,7 +119,7 @@ def check_recommendations(paths, expected_users: int | None = None,
     if not export_may_lag:
         assert len(export) == rows and export["model_version"].iloc[0] == version, \
             "the Parquet export differs from the served table"
-    return version, rows
+    return version, rows, users
 
 
 def check_no_temp_files(paths) -> None:
