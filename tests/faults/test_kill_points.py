@@ -120,40 +120,26 @@ def test_killed_ingests_land_every_event_exactly_once(world, tmp_path):
         ingest_step(cli, feed, point)
 
 
-def update_step(cli: Cli, feed: Feed, point: str | None, delay: float | None = None) -> None:
+def model_step(cli: Cli, feed: Feed, command: tuple[str, ...], point: str | None,
+               delay: float | None = None) -> None:
+    """A micro-batch update (two new parts) or a full retrain (one new part, features built)."""
     world = cli.world
-    feed.land()
-    feed.land()
+    if command is UPDATE:
+        feed.land()
+        feed.land()
+    else:
+        feed.land()
+        build_features(world.paths)
     before = world.champion()
     if point:
-        proc = cli.run(*UPDATE, kill_at=point)
+        proc = cli.run(*command, kill_at=point)
         assert proc.returncode == KILLED, (point, proc.stderr[-2000:])
-        if point != "update.after_promote":
+        if point != "update.after_promote":  # killed after its own alias move
             assert world.champion().version == before.version
     else:
-        cli.run_killed_after(delay, *UPDATE)
+        cli.run_killed_after(delay, *command)
     check_champion_serves(world)
-    proc = cli.run(*UPDATE)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    check_champion_serves(world)
-    world.assert_lineage_consistent()
-    check_events_exactly_once(world.paths, feed.expected)
-    check_no_temp_files(world.paths)
-
-
-def train_step(cli: Cli, feed: Feed, point: str | None, delay: float | None = None) -> None:
-    world = cli.world
-    feed.land()
-    build_features(world.paths)
-    before = world.champion()
-    if point:
-        proc = cli.run(*TRAIN, kill_at=point)
-        assert proc.returncode == KILLED, (point, proc.stderr[-2000:])
-        assert world.champion().version == before.version
-    else:
-        cli.run_killed_after(delay, *TRAIN)
-    check_champion_serves(world)
-    proc = cli.run(*TRAIN)
+    proc = cli.run(*command)
     assert proc.returncode == 0, proc.stderr[-2000:]
     check_champion_serves(world)
     world.assert_lineage_consistent()
@@ -203,7 +189,7 @@ def test_every_process_survives_sigkill_at_every_point(world, tmp_path):
     feed = Feed(world, tmp_path, pieces=40)
     survived = []
     for point in POINTS["update"]:
-        update_step(cli, feed, point)
+        model_step(cli, feed, UPDATE, point)
         survived.append(f"update:{point}")
     for point in POINTS["features"]:
         feed.land()
@@ -214,7 +200,7 @@ def test_every_process_survives_sigkill_at_every_point(world, tmp_path):
         world.assert_lineage_consistent()
         survived.append(f"features:{point}")
     for point in POINTS["train"]:
-        train_step(cli, feed, point)
+        model_step(cli, feed, TRAIN, point)
         survived.append(f"train:{point}")
     assert cli.run(*SCORE).returncode == 0  # a served table to protect
     for point in ("score.after_chunk#2", "score.before_swap", "score.after_swap",
@@ -229,9 +215,9 @@ def test_every_process_survives_sigkill_at_every_point(world, tmp_path):
         if kind == "ingest":
             ingest_step(cli, feed, None, delay)
         elif kind == "update":
-            update_step(cli, feed, None, delay)
+            model_step(cli, feed, UPDATE, None, delay)
         elif kind == "train":
-            train_step(cli, feed, None, delay)
+            model_step(cli, feed, TRAIN, None, delay)
         else:
             score_step(cli, None, delay)
         outcome = "killed" if cli.last_status == KILLED else "finished before the kill"
