@@ -44,7 +44,9 @@ def windows(events: pd.DataFrame, cfg: ReplayConfig) -> Iterator[pd.DataFrame]:
         return
     ts = pd.to_datetime(ordered[C.TS])
     t = pd.Timestamp(cfg.start) if cfg.start is not None else ts.iloc[0]
-    step = pd.to_timedelta(cfg.tick_seconds * cfg.speedup, unit="s")
+    # Whole microseconds: a fractional speed-up gives nanoseconds, which a microsecond
+    # timestamp column refuses to search for ("cannot losslessly convert units").
+    step = pd.to_timedelta(cfg.tick_seconds * cfg.speedup, unit="s").round("us")
     end = ts.iloc[-1]
     ticks = 0
     pos = int(ts.searchsorted(t, side="left"))

@@ -24,6 +24,7 @@ import pytest
 from recsys.config import ModelConfig, Paths, TrackingConfig, TrainConfig
 from recsys.data.features import build_features
 from recsys.data.ingest import ingest_frame
+from recsys.data.landing import LandingZone
 from recsys.data.synthetic import generate, preset
 from recsys.registry.registry import Registry
 from recsys.training.full_retrain import train
@@ -89,9 +90,11 @@ def test_soak(tmp_path):
     port = free_port()
     server = subprocess.Popen([*recsys, "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    replay = subprocess.Popen([*recsys, "replay", str(live_file), "--speedup",
-                               str(span / SECONDS), "--tick", "5"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    replay_log = tmp_path / "replay.log"
+    with open(replay_log, "wb") as out:
+        replay = subprocess.Popen([*recsys, "replay", str(live_file), "--speedup",
+                                   str(span / SECONDS), "--tick", "5"], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
     stop = threading.Event()
     jobs = [Periodic("update", [*recsys, "update"], 60, env, stop),
             Periodic("score", [*recsys, "score", "--no-progress"], 150, env, stop)]
@@ -154,6 +157,8 @@ def test_soak(tmp_path):
           f"{len(updates)} updates ({dict(statuses)}), {len(scores)} batch scores; champion "
           f"{first} -> {champion.version}; service RSS {rss_start:.0f} MB -> {rss_end:.0f} MB "
           f"({rss_end - rss_start:+.0f} MB)")
+    landed_parts = len(LandingZone(paths).event_parts())
+    assert landed_parts > 10, replay_log.read_text()[-3000:]
     assert not failures, failures[:5]
     failed_jobs = [(rc, out) for rc, _, out in updates + scores if rc != 0]
     assert not failed_jobs, failed_jobs[:2]

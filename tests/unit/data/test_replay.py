@@ -22,6 +22,13 @@ def test_windows_are_time_ordered_and_cover_everything():
     assert got == [["b", "d", "a"], ["e", "c"]], "stable sort keeps file order on ties"
 
 
+def test_a_fractional_speedup_on_microsecond_timestamps_works():
+    events = frame().astype({"ts": "datetime64[us]"})  # as read back from Parquet
+    cfg = ReplayConfig(speedup=7.123456789, tick_seconds=5, realtime=False)
+    got = [w for w in windows(events, cfg)]
+    assert sum(len(w) for w in got) == 5  # found by the soak test: this used to raise
+
+
 def test_replay_lands_each_window_with_increasing_sequence(paths):
     slept = []
     cfg = ReplayConfig(speedup=60, tick_seconds=1, realtime=True)
