@@ -152,9 +152,10 @@ def test_soak(tmp_path):
 
     updates, scores = jobs[0].runs, jobs[1].runs
     champion = registry.champion()
-    statuses = pd.Series([r[2] for r in updates]).str.extract(r"update (\w+)")[0].value_counts()
+    statuses = {k: int(v) for k, v in pd.Series([r[2] for r in updates])
+                .str.extract(r"update (\w+)")[0].value_counts().items()}
     print(f"\nsoak {SECONDS:.0f} s: {served[0]:,} requests served, {len(failures)} failed; "
-          f"{len(updates)} updates ({dict(statuses)}), {len(scores)} batch scores; champion "
+          f"{len(updates)} updates ({statuses}), {len(scores)} batch scores; champion "
           f"{first} -> {champion.version}; service RSS {rss_start:.0f} MB -> {rss_end:.0f} MB "
           f"({rss_end - rss_start:+.0f} MB)")
     landed_parts = len(LandingZone(paths).event_parts())
