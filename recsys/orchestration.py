@@ -50,10 +50,21 @@ def retry_on_io(task, task_run, state) -> bool:
     """Retry a task only for I/O trouble (disk, network, a busy lock), never for bad data.
 
     ``OSError`` covers them all: connection errors of ``requests`` and our ``LockTimeout``
-    derive from it, while bad input raises ``ValueError`` and friends.
+    derive from it, while bad input raises ``ValueError`` and friends. MLflow wraps a dead
+    tracking server's connection error in an ``MlflowException``: the chain is searched.
     """
     try:
         exc = state.result(raise_on_failure=False)
     except Exception as raised:  # a state whose result cannot even be read
         exc = raised
-    return isinstance(exc, OSError)
+    return caused_by_io(exc)
+
+
+def caused_by_io(exc: BaseException | None) -> bool:
+    """``exc`` is an ``OSError``, or was raised while handling or because of one."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, OSError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys.orchestration import caused_by_io
 from recsys.stack import _bin, healthy
 from recsys.training import update as update_module
 from recsys.training.update import update
@@ -88,6 +89,7 @@ def test_mlflow_server_dies_mid_update_then_returns(world, tmp_path, monkeypatch
         with pytest.raises(Exception) as failure:
             update(world.paths, FAST)
         assert server.proc.poll() is not None  # it really died mid-run
+        assert caused_by_io(failure.value)  # so the flow's task retries it (retry_on_io)
         print(f"\n{point}: the update failed with {type(failure.value).__name__}: "
               f"{str(failure.value)[:200]}")
         monkeypatch.setattr(update_module, "crash_point", real)
