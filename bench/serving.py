@@ -25,7 +25,6 @@ import logging
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from recsys.data.synthetic import SyntheticConfig, generate
 from recsys.registry.registry import Registry
 from recsys.scoring.batch import score_users
 from recsys.scoring.scorer import Scorer
+from recsys.stack import free_port
 from recsys.training.full_retrain import read_training_data, train
 from recsys.training.gate import score_set
 
@@ -175,12 +175,6 @@ def open_loop(url: str, users: list[str], rate: float, seconds: float,
     wall = time.perf_counter() - start
     return {"latencies": latencies, "errors": errors[0], "achieved": len(latencies) / wall,
             "offered": rate}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

@@ -144,7 +144,8 @@ def forget_user(user_id: str, paths: Paths | None = None,
                 report.events_removed += n
                 report.parts_rewritten += 1
                 crash_point("forget.after_first_part")
-                report.first_seq = min(first_seq, report.first_seq or first_seq)
+                report.first_seq = first_seq if report.first_seq is None else min(
+                    report.first_seq, first_seq)
         for path in zone.quarantine_parts():
             con = sql.connect()
             try:

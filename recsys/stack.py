@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -89,6 +90,13 @@ def _start_time(pid: int) -> str | None:
 
 def alive(service: Service) -> bool:
     return _start_time(service.pid) == service.started
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (for tests and benches that start servers)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from recsys.orchestration import caused_by_io
-from recsys.stack import _bin, healthy
+from recsys.stack import _bin, free_port, healthy
 from recsys.training import update as update_module
 from recsys.training.update import update
 from tests.faults.invariants import check_champion_serves
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.e2e
 
 PROJECT = Path(__file__).resolve().parents[2]
 FAST = update_module.UpdateConfig(max_steps=10, batch_size=64)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -59,7 +52,7 @@ class Server:
 
 
 def mlflow_server(world, tmp_path) -> Server:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return Server([_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
                    "--workers", "1", "--backend-store-uri",
@@ -107,7 +100,7 @@ def test_mlflow_server_dies_mid_update_then_returns(world, tmp_path, monkeypatch
 
 
 def test_prefect_server_dies_mid_flow_then_the_next_run_succeeds(world, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -7,7 +7,6 @@ fire, then checks what a user would see in the two UIs and in DuckDB.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -17,17 +16,11 @@ import pytest
 from recsys.config import Paths, TrackingConfig
 from recsys.registry.registry import Registry
 from recsys.scoring.batch import read_recommendations
-from recsys.stack import Stack, StackConfig, StackState, alive
+from recsys.stack import Stack, StackConfig, StackState, alive, free_port
 
 pytestmark = pytest.mark.e2e
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, body: dict) -> list[dict]:
@@ -55,7 +48,7 @@ def _wait(what: str, check, timeout: float, poll: float = 5.0):
 def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkeypatch):
     paths = Paths(root=tmp_path / "data", tracking_home=tmp_path / "tracking")
     stack = Stack(PROJECT, tmp_path / "state", paths, StackConfig(
-        prefect_port=_free_port(), mlflow_port=_free_port(), preset="tiny", epochs=10,
+        prefect_port=free_port(), mlflow_port=free_port(), preset="tiny", epochs=10,
         speedup=1920.0, tick_seconds=10.0))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_url)
     try:

@@ -10,7 +10,6 @@ not grow (resident set size at start and end are printed). ``RECSYS_SOAK_SECONDS
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from recsys.data.ingest import ingest_frame
 from recsys.data.landing import LandingZone
 from recsys.data.synthetic import generate, preset
 from recsys.registry.registry import Registry
+from recsys.stack import free_port
 from recsys.training.full_retrain import train
 
 pytestmark = pytest.mark.soak
@@ -39,12 +39,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Periodic(threading.Thread):
