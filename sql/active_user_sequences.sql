@@ -26,7 +26,7 @@ SELECT
     u.user_id,
     r.user_idx,
     list(r.item_idx ORDER BY r.ts, r.ingest_seq, r.item_idx) AS item_seq,
-    list(CAST(list_position(['view', 'click', 'cart', 'purchase', 'rating'], r.event_type) AS UTINYINT)
+    list(event_type_code(r.event_type)
         ORDER BY r.ts, r.ingest_seq, r.item_idx) AS type_seq,
     coalesce(any_value(b.bought), []) AS bought
 FROM recent AS r

@@ -1,5 +1,6 @@
--- Append ids of items never seen before (from relations new_events and new_items) to item_map,
--- numbered after the current maximum in order of first appearance, so existing indices never move.
+-- Append ids of items never seen before (events of relation landed with sequence in
+-- ($low, $high], and relation new_items) to item_map, numbered after the current maximum in order
+-- of first appearance, so existing indices never move.
 INSERT INTO item_map
 SELECT
     item_id,
@@ -9,7 +10,8 @@ SELECT
 FROM (
     SELECT item_id, min(first_seen) AS first_seen
     FROM (
-        SELECT item_id, ts AS first_seen FROM new_events
+        SELECT item_id, ts AS first_seen FROM landed
+        WHERE ingest_seq > $low AND ingest_seq <= $high
         UNION ALL
         SELECT item_id, coalesce(created_at, ingested_at) FROM new_items
     )

@@ -18,3 +18,13 @@ CREATE OR REPLACE TEMP MACRO event_content_hash(u, i, t, ts, v) AS
 CREATE OR REPLACE TEMP MACRO item_content_hash(i, title, cat, descr, created) AS
     md5(concat_ws(chr(31), i, coalesce(title, ''), coalesce(cat, ''), coalesce(descr, ''),
         coalesce(CAST(epoch_us(created) AS VARCHAR), '')));
+-- seq_key: one unsigned 128-bit integer that sorts like (ts, ingest_seq, item_idx, type_code) and
+-- carries item and type in its low bits. Sorting each user's small list of these keys is about
+-- twice as fast as an ordered aggregate over three columns (bench/feature_extraction.py).
+-- Bits: type 0-2, item index 3-33, ingest sequence 34-65 (below 2^32 parts: refresh_events
+-- checks), microseconds since 1970 offset by 2^61 above (any timestamp ingestion accepts).
+CREATE OR REPLACE TEMP MACRO seq_key(ts, seq, item, type_code) AS
+    (CAST(epoch_us(ts) + 2305843009213693952 AS UHUGEINT) << 66)
+    | (CAST(seq AS UHUGEINT) << 34) | (CAST(item AS UHUGEINT) << 3) | CAST(type_code AS UHUGEINT);
+CREATE OR REPLACE TEMP MACRO seq_key_item(k) AS CAST((k >> 3) & 2147483647 AS INTEGER);
+CREATE OR REPLACE TEMP MACRO seq_key_type(k) AS CAST(k & 7 AS UTINYINT);

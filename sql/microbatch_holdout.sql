@@ -7,9 +7,9 @@ WITH touched AS (
 ),
 ordered AS (
     SELECT
-        e.user_idx, e.item_idx, e.event_id, e.ingest_seq,
+        e.user_idx, e.item_idx, e.ts, e.ingest_seq,
         list(e.item_idx) OVER w AS history,
-        list(CAST(list_position(['view', 'click', 'cart', 'purchase', 'rating'], e.event_type) AS UTINYINT)) OVER w
+        list(event_type_code(e.event_type)) OVER w
             AS type_history
     FROM events AS e
     JOIN touched USING (user_idx)
@@ -20,5 +20,5 @@ ordered AS (
 SELECT user_idx, history, type_history, item_idx AS target
 FROM ordered
 WHERE ingest_seq > $cut AND len(history) > 0
-ORDER BY hash(event_id, $seed)
+ORDER BY hash(user_idx, item_idx, ts, ingest_seq, $seed)
 LIMIT $max_events

@@ -18,7 +18,7 @@ recent AS (
 SELECT
     user_idx,
     list(item_idx ORDER BY ts, ingest_seq, item_idx) AS item_seq,
-    list(CAST(list_position(['view', 'click', 'cart', 'purchase', 'rating'], event_type) AS UTINYINT)
+    list(event_type_code(event_type)
         ORDER BY ts, ingest_seq, item_idx) AS type_seq
 FROM recent
 GROUP BY user_idx

@@ -6,8 +6,7 @@
 CREATE OR REPLACE TABLE split_temporal AS
 WITH ordered AS (
     SELECT user_idx, item_idx, ts,
-        CAST(list_position(['view', 'click', 'cart', 'purchase', 'rating'], event_type) AS UTINYINT)
-            AS type_code,
+        event_type_code(event_type) AS type_code,
         row_number() OVER (PARTITION BY user_idx ORDER BY ts, ingest_seq, item_idx) AS pos
     FROM events
 ),

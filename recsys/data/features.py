@@ -36,6 +36,7 @@ MIN_EVENTS_KEY = "min_user_events"
 # Events watermark when the sequences and splits were last rebuilt. Micro-batch updates append
 # events without rebuilding them, so a full retrain has seen exactly this much, not more.
 DERIVED_WATERMARK_KEY = "derived_watermark"
+MAX_SEQ = 2**32  # landing sequences must stay below this: see seq_key in sql/macros.sql
 
 
 def get_meta(con: duckdb.DuckDBPyConnection, key: str, default: str | None = None) -> str | None:
@@ -51,9 +52,30 @@ def open_store(paths: Paths, timeout: float = 600.0) -> Iterator[duckdb.DuckDBPy
         con = sql.connect(paths.features_db)
         try:
             sql.run(con, "features_schema")
+            _migrate(con)
             yield con
         finally:
             con.close()
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a store written by an older version to the current events layout, in place.
+
+    Until 2026-11 events held their id, user and item as text; ids and indices are unchanged
+    by the rewrite, so models and watermarks stay valid.
+    """
+    cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                      "WHERE table_name = 'events'").fetchall()}
+    if "event_id" not in cols:
+        return
+    log.info("migrating the feature store's events table to fixed-width columns")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        sql.run(con, "migrate_events_v2")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def read_store(paths: Paths, timeout: float = 300.0) -> duckdb.DuckDBPyConnection:
@@ -104,27 +126,34 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
     zone = LandingZone(paths)
     low = get_watermark(con)
     high = zone.max_seq() if high is None else high
+    if high >= MAX_SEQ:
+        raise ValueError(f"landing sequence {high} is beyond {MAX_SEQ - 1}, the most that the "
+                         "sequence keys of sql/macros.sql (seq_key) can order")
     parts = [p for p in zone.event_parts() if low < (part_seq(p) or 0) <= high]
     item_parts = zone.item_parts()
     n_items0 = con.execute("SELECT count(*) FROM item_map").fetchall()[0][0]
     n_users0 = con.execute("SELECT count(*) FROM user_map").fetchall()[0][0]
     n_events0 = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    beyond = sql.fetch_one(con, "events_beyond_watermark", low=low)[0]
+    if beyond:
+        raise RuntimeError(f"the feature store holds {beyond} events beyond its watermark {low}: "
+                           "it was written outside refresh_events; rebuild it (delete "
+                           f"{paths.features_db} and run `recsys features`)")
     con.execute("BEGIN TRANSACTION")
     try:
         if parts:
             con.read_parquet([str(p) for p in parts]).create_view("landed", replace=True)
         else:
             con.register("landed", C.LANDING_EVENT_SCHEMA.empty_table())
-        sql.run(con, "new_events", low=low, high=high)
         new_item_parts = [p for p in item_parts if low < (part_seq(p) or 0) <= high]
         if new_item_parts:
             con.read_parquet([str(p) for p in new_item_parts]).create_view("new_items",
                                                                            replace=True)
         else:
             con.register("new_items", C.LANDING_ITEM_SCHEMA.empty_table())
-        sql.run(con, "item_map_append")
-        sql.run(con, "user_map_append")
-        sql.run(con, "events_append")
+        sql.run(con, "item_map_append", low=low, high=high)
+        sql.run(con, "user_map_append", low=low, high=high)
+        sql.run(con, "events_append", low=low, high=high)
         if item_parts:
             con.read_parquet([str(p) for p in item_parts if (part_seq(p) or 0) <= high]
                              ).create_view("landed_items", replace=True)
@@ -136,9 +165,6 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        # Temp views/tables vanish with the connection; drop the big one now.
-        con.execute("DROP TABLE IF EXISTS new_events")
     n_items = con.execute("SELECT count(*) FROM item_map").fetchall()[0][0]
     n_users = con.execute("SELECT count(*) FROM user_map").fetchall()[0][0]
     n_events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]

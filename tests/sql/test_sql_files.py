@@ -15,6 +15,7 @@ from recsys.data.synthetic import generate, preset
 from recsys.models.baselines import ItemCF
 from recsys.privacy import forget_user
 from recsys.scoring.history import RecentHistories
+from tests.unit.data.test_features import downgrade_events_to_v1
 
 
 def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
@@ -32,6 +33,9 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
     ingest_frame(pd.concat([data.events, bad]), "events", data_paths=paths)
     ingest_frame(data.events.head(5), "again", data_paths=paths)
     build_features(paths)
+    with open_store(paths) as con:
+        downgrade_events_to_v1(con, paths)
+    build_features(paths)  # migrates the store first
     status_report(paths)
     with open_store(paths) as con:  # a micro-batch of two newer parts
         low = get_watermark(con)

@@ -18,17 +18,24 @@ def landed_events(paths) -> pd.DataFrame:
     return pd.concat([pq.read_table(p).to_pandas() for p in LandingZone(paths).event_parts()])
 
 
-def store_rows(paths, user_id: str) -> dict:
+def user_index(paths, user_id: str) -> int:
     con = read_store(paths)
     try:
-        idx = con.execute("SELECT user_idx FROM events WHERE user_id = $u LIMIT 1",
-                          {"u": user_id}).fetchall()
+        return con.execute("SELECT user_idx FROM user_map WHERE user_id = $u",
+                           {"u": user_id}).fetchone()[0]
+    finally:
+        con.close()
+
+
+def store_rows(paths, user_id: str, user_idx: int) -> dict:
+    """The user's rows in the store; events know them by index only, which outlives the map."""
+    con = read_store(paths)
+    try:
         return {
-            "events": con.execute("SELECT count(*) FROM events WHERE user_id = $u",
-                                  {"u": user_id}).fetchone()[0],
+            "events": con.execute("SELECT count(*) FROM events WHERE user_idx = $i",
+                                  {"i": user_idx}).fetchone()[0],
             "user_map": con.execute("SELECT count(*) FROM user_map WHERE user_id = $u",
                                     {"u": user_id}).fetchone()[0],
-            "has_idx": bool(idx),
         }
     finally:
         con.close()
@@ -50,6 +57,8 @@ def test_forget_user_removes_their_data_everywhere_and_flags_models(world):
     follower = ChampionFollower(paths)
     assert follower.histories.get(user) is not None
     champion = world.champion().version
+    user_idx, other_idx = user_index(paths, user), user_index(paths, other)
+    assert store_rows(paths, user, user_idx)["events"] > 0
 
     report = forget_user(user, paths, TrackingConfig())
 
@@ -60,8 +69,8 @@ def test_forget_user_removes_their_data_everywhere_and_flags_models(world):
     assert report.quarantine_rows_removed == 1
     for part in LandingZone(paths).quarantine_parts():
         assert not [r for r in pq.read_table(part).column("raw").to_pylist() if user in r]
-    assert store_rows(paths, user) == {"events": 0, "user_map": 0, "has_idx": False}
-    assert store_rows(paths, other)["events"] > 0
+    assert store_rows(paths, user, user_idx) == {"events": 0, "user_map": 0}
+    assert store_rows(paths, other, other_idx)["events"] > 0
     assert len(read_recommendations(paths, user)) == 0
     assert len(read_recommendations(paths, other)) > 0
     assert champion in report.affected_versions and report.champion_affected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pytest
 
 from recsys import sql
 from recsys.config import FeatureConfig
@@ -150,3 +151,62 @@ def test_microbatch_extract_returns_new_events_with_full_recent_sequences(paths)
     assert row.item_seq.tolist() == [idx["a"], idx["b"], idx["new-item"]]
     assert row.is_new.tolist() == [False, False, True]
     assert row.n_new == 1
+
+
+def events_table(paths) -> pd.DataFrame:
+    con = read_store(paths)
+    try:
+        return con.sql("SELECT * FROM events ORDER BY ALL").df()
+    finally:
+        con.close()
+
+
+def downgrade_events_to_v1(con, paths) -> None:
+    """Rewrite the events table in the first layout (text ids), as stores before 2026-11 had."""
+    con.read_parquet([str(p) for p in LandingZone(paths).event_parts()]).create_view("landed_v1")
+    con.execute("""
+        CREATE OR REPLACE TABLE events AS
+        SELECT l.event_id, l.user_id, l.item_id, u.user_idx, i.item_idx, l.event_type, l.ts,
+            l.value, l.ingest_seq
+        FROM landed_v1 AS l JOIN user_map AS u USING (user_id) JOIN item_map AS i USING (item_id)
+        WHERE l.ingest_seq <= (SELECT max(ingest_seq) FROM events)""")
+
+
+def test_store_of_the_first_layout_is_migrated_in_place(paths):
+    events = [ev("a", "x", 1), ev("a", "y", 2, "purchase"), ev("b", "x", 3), ev("a", "z", 3)]
+    ingest_frame(pd.DataFrame(events), "t", data_paths=paths)
+    build_features(paths, FeatureConfig(text_encoder="none"))
+    before = events_table(paths)
+    seqs = table(paths, "user_sequences", "user_idx")
+    with open_store(paths) as con:
+        downgrade_events_to_v1(con, paths)
+        assert "event_id" in con.sql("SELECT * FROM events").columns
+    build_features(paths, FeatureConfig(text_encoder="none"))  # migrates, then rebuilds
+    pd.testing.assert_frame_equal(events_table(paths), before)
+    pd.testing.assert_frame_equal(table(paths, "user_sequences", "user_idx"), seqs)
+    ingest_frame(pd.DataFrame([ev("b", "y", 4)]), "later", data_paths=paths)
+    build_features(paths, FeatureConfig(text_encoder="none"))
+    assert list(table(paths, "user_sequences", "user_idx")["n_events"]) == [3, 2]
+
+
+def test_sequences_order_ties_and_extreme_timestamps(paths):
+    """Same-second events order by landing sequence, then item; a 1991 event sorts first."""
+    first = [ev("a", "m", 0), ev("a", "k", 0), ev("a", "old", -12000)]
+    ingest_frame(pd.DataFrame(first), "one", data_paths=paths)
+    ingest_frame(pd.DataFrame([ev("a", "b", 0, "cart")]), "two", data_paths=paths)
+    build_features(paths, FeatureConfig(text_encoder="none"))
+    items = table(paths, "item_map", "item_idx").set_index("item_idx")["item_id"]
+    row = table(paths, "user_sequences", "user_idx").iloc[0]
+    # m and k share a timestamp and a landing part, so the item index breaks the tie (items
+    # first seen at the same time are numbered by id: k before m); b landed later, same second.
+    assert [items[i] for i in row["item_seq"]] == ["old", "k", "m", "b"]
+    assert list(row["type_seq"]) == [1, 1, 1, 3]
+
+
+def test_refresh_refuses_a_store_written_past_its_watermark(paths):
+    ingest_frame(pd.DataFrame([ev("a", "x", 1), ev("a", "y", 2)]), "t", data_paths=paths)
+    build_features(paths, FeatureConfig(text_encoder="none"))
+    with open_store(paths) as con:
+        con.execute("UPDATE events SET ingest_seq = ingest_seq + 5")
+        with pytest.raises(RuntimeError, match="2 events beyond its watermark 1"):
+            refresh_events(con, paths)

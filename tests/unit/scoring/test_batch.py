@@ -45,8 +45,9 @@ def test_purchases_and_excluded_categories_never_appear(world):
     assert coffee and not coffee & set(table["item_id"])
     con = read_store(world.paths)
     try:
-        bought = con.execute("SELECT user_id, item_id FROM events WHERE event_type IN "
-                             "('purchase', 'rating')").df()
+        bought = con.execute("SELECT u.user_id, i.item_id FROM events JOIN user_map AS u "
+                             "USING (user_idx) JOIN item_map AS i USING (item_idx) "
+                             "WHERE event_type IN ('purchase', 'rating')").df()
     finally:
         con.close()
     assert len(bought)
