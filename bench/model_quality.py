@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--rectools", action="store_true", help="Also train RecTools' SASRecModel.")
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--init-std", type=float, default=None,
+                    help="Initial weight std (0.02 as in SASRec's reference code); default: PyTorch's.")
     ap.add_argument("--exclude-seen", action="store_true",
                     help="Remove seen items from rankings (the protocol of the SASRec+ paper).")
     args = ap.parse_args()
@@ -114,10 +117,10 @@ def main() -> None:
             epochs = args.fixed_epochs or args.max_epochs
             patience = epochs if args.fixed_epochs else args.patience
             model_cfg = ModelConfig(d_model=64, n_blocks=2, n_heads=args.heads, max_len=50,
-                                    dropout=args.dropout,
+                                    dropout=args.dropout, init_std=args.init_std,
                                     use_text=False, use_event_types=False)
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
-                                    precision=args.precision, progress_bar=False,
+                                    precision=args.precision, progress_bar=False, lr=args.lr,
                                     popularity_window_days=None)
             t = time.perf_counter()
             eval_cfg = EvalConfig(exclude_seen=args.exclude_seen)

@@ -124,6 +124,11 @@ class ModelConfig(_Config):
     # Drop an item's id embedding with this probability while training, so the text part
     # alone must carry meaning: this is what makes never-clicked items recommendable.
     id_dropout: float = 0.1
+    # Every weight matrix and embedding starts at N(0, init_std), as in SASRec's reference code
+    # and GPT-2; None keeps PyTorch's per-layer defaults. On Amazon Beauty 0.02 (with lr 1e-3,
+    # 1 head, dropout 0.1) reached test NDCG@10 0.0271 against 0.0244; not yet the default, as
+    # the whole suite and the synthetic demo have not been re-measured with it.
+    init_std: float | None = None
     # Learned event-type embedding (view/click/cart/purchase/rating) added to each position.
     use_event_types: bool = True
     # "softmax": full cross-entropy over the catalogue (best quality); "sampled": sampled

@@ -9,6 +9,20 @@ from recsys.config import ModelConfig
 from recsys.models.towers import ItemTower, UserTower
 
 
+@torch.no_grad()
+def _init_weights(module: nn.Module, std: float) -> None:
+    """Small, uniform initial weights: each block starts close to the identity, so the item
+    embeddings, not random projections, carry the first epochs' signal."""
+    if isinstance(module, nn.Linear):
+        module.weight.normal_(0.0, std)
+        if module.bias is not None:
+            module.bias.zero_()
+    elif isinstance(module, nn.Embedding):
+        module.weight.normal_(0.0, std)
+        if module.padding_idx is not None:
+            module.weight[module.padding_idx].zero_()
+
+
 class SeqRec(nn.Module):
     """Score(user, item) = <user tower(last items), item tower(item)> over the whole catalogue.
 
@@ -23,6 +37,8 @@ class SeqRec(nn.Module):
                                cfg.id_dropout)
         self.user = UserTower(cfg.d_model, cfg.n_blocks, cfg.n_heads, cfg.max_len, cfg.dropout,
                               cfg.use_event_types)
+        if cfg.init_std is not None:
+            self.apply(lambda m: _init_weights(m, cfg.init_std))
 
     @property
     def n_items(self) -> int:
