@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--init-std", type=float, default=None,
-                    help="Initial weight std (0.02 as in SASRec's reference code); default: PyTorch's.")
+                    help="Initial weight std (0.02 as in SASRec's code); default: PyTorch's.")
     ap.add_argument("--exclude-seen", action="store_true",
                     help="Remove seen items from rankings (the protocol of the SASRec+ paper).")
     args = ap.parse_args()

@@ -11,8 +11,11 @@ from recsys.models.towers import ItemTower, UserTower
 
 @torch.no_grad()
 def _init_weights(module: nn.Module, std: float) -> None:
-    """Small, uniform initial weights: each block starts close to the identity, so the item
-    embeddings, not random projections, carry the first epochs' signal."""
+    """Small, uniform initial weights, as in SASRec's reference code.
+
+    Each block starts close to the identity, so the item embeddings, not random projections,
+    carry the first epochs' signal.
+    """
     if isinstance(module, nn.Linear):
         module.weight.normal_(0.0, std)
         if module.bias is not None:

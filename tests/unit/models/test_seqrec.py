@@ -49,3 +49,12 @@ def test_save_and_load_round_trip(tmp_path):
     torch.testing.assert_close(net.score(x), loaded.score(x))
     assert ids[0] == "i1" and meta["n_items"] == 30
     assert (tmp_path / "m" / io.WEIGHTS).read_bytes()[:8]  # safetensors, not a pickle
+
+
+def test_init_std_sets_every_weight_and_keeps_padding_zero():
+    net = _net(init_std=0.02)
+    assert torch.all(net.items.id_emb.weight[0] == 0)
+    for name, p in net.named_parameters():
+        if p.dim() == 2:  # weight matrices and embeddings; LayerNorm and biases keep defaults
+            assert abs(p.std().item() - 0.02) < 0.01, name
+    assert abs(_net().user.blocks[0].attn.qkv.weight.std().item() - 0.02) > 0.01  # PyTorch's
