@@ -5,8 +5,8 @@ CREATE TABLE IF NOT EXISTS user_map (user_id VARCHAR PRIMARY KEY, user_idx INTEG
 -- Events mirror the landing zone up to the watermark, in fixed-width columns only: the text ids
 -- live once in the maps. Ingestion is where duplicates are dropped (each event id lands once), so
 -- the store needs no event id: writing 10M of them cost more than the rest of a build.
--- The event type is a one-byte enum: it compares with text ('purchase') and codes itself
--- (event_type_code in macros.sql) without a string operation per event.
+-- The event type is a one-byte enum: it compares with text ('purchase') and turns into the
+-- models' code (event_type_code, below) without a string operation per event.
 CREATE TYPE IF NOT EXISTS event_kind AS ENUM ('view', 'click', 'cart', 'purchase', 'rating');
 -- event_type_code: an event type as the small code models read: 1 view, 2 click, 3 cart,
 -- 4 purchase, 5 rating; 0 is padding. Stored with the type it needs (macros.sql holds macros

@@ -69,9 +69,16 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     if "event_id" not in cols:
         return
     log.info("migrating the feature store's events table to fixed-width columns")
+    with _transaction(con):
+        sql.run(con, "migrate_events_v2")
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All or nothing: a crash or error inside leaves the store as it was."""
     con.execute("BEGIN TRANSACTION")
     try:
-        sql.run(con, "migrate_events_v2")
+        yield
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -139,8 +146,7 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
         raise RuntimeError(f"the feature store holds {beyond} events beyond its watermark {low}: "
                            "it was written outside refresh_events; rebuild it (delete "
                            f"{paths.features_db} and run `recsys features`)")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with _transaction(con):
         if parts:
             con.read_parquet([str(p) for p in parts]).create_view("landed", replace=True)
         else:
@@ -161,10 +167,6 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
             con.register("landed_items", C.LANDING_ITEM_SCHEMA.empty_table())
         sql.run(con, "items_refresh")
         sql.run(con, "meta_set", key=WATERMARK_KEY, value=str(max(high, low)))
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     n_items = con.execute("SELECT count(*) FROM item_map").fetchall()[0][0]
     n_users = con.execute("SELECT count(*) FROM user_map").fetchall()[0][0]
     n_events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
