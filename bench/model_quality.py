@@ -101,6 +101,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--init-std", type=float, default=None,
                     help="Initial weight std (0.02 as in SASRec's code); default: PyTorch's.")
+    ap.add_argument("--bucket-window", type=int, default=50,
+                    help="Length-bucketing window in batches; 1 = plain random batches.")
     ap.add_argument("--exclude-seen", action="store_true",
                     help="Remove seen items from rankings (the protocol of the SASRec+ paper).")
     args = ap.parse_args()
@@ -121,7 +123,8 @@ def main() -> None:
                                     use_text=False, use_event_types=False)
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
                                     precision=args.precision, progress_bar=False, lr=args.lr,
-                                    popularity_window_days=None)
+                                    popularity_window_days=None,
+                                    bucket_window=args.bucket_window)
             t = time.perf_counter()
             eval_cfg = EvalConfig(exclude_seen=args.exclude_seen)
             res = train(paths, model_cfg, train_cfg, eval_cfg, TrackingConfig(register_model=False))

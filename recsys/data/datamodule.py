@@ -48,6 +48,7 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Sorting by length inside windows of ``window`` batches keeps batches random across epochs
     while cutting padding (short sequences dominate most real data) to a few percent.
+    ``window=1`` gives plain random batches, whose positions all weigh the same in a step.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, rank: int = 0,
@@ -87,8 +88,10 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 class SequenceDataModule(pl.LightningDataModule):
     def __init__(self, data: TrainingData, batch_size: int, seed: int, eval_batch_size: int = 512,
-                 max_val_users: int = 0, max_steps_per_epoch: int = 0, num_workers: int = 0):
+                 max_val_users: int = 0, max_steps_per_epoch: int = 0, num_workers: int = 0,
+                 bucket_window: int = 50):
         super().__init__()
+        self.bucket_window = bucket_window
         self.data = data
         self.batch_size, self.seed, self.eval_batch_size = batch_size, seed, eval_batch_size
         self.max_val_users, self.max_steps = max_val_users, max_steps_per_epoch
@@ -102,7 +105,7 @@ class SequenceDataModule(pl.LightningDataModule):
         rank, world = self._rank()
         lengths = (self.data.train_items > 0).sum(1).numpy()
         sampler = BucketBatchSampler(lengths, self.batch_size, self.seed, rank, world,
-                                     max_batches=self.max_steps)
+                                     window=self.bucket_window, max_batches=self.max_steps)
         return DataLoader(SequenceRows(self.data.train_items, self.data.train_types),
                           batch_sampler=sampler, collate_fn=_as_is,
                           num_workers=self.num_workers)

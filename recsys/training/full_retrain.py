@@ -144,7 +144,8 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
                           exclude_seen=eval_cfg.exclude_seen)
     datamodule = SequenceDataModule(
         data, train_cfg.batch_size, train_cfg.seed, eval_cfg.batch_size,
-        train_cfg.max_val_users, train_cfg.max_steps_per_epoch, train_cfg.num_workers)
+        train_cfg.max_val_users, train_cfg.max_steps_per_epoch, train_cfg.num_workers,
+        train_cfg.bucket_window)
     fp = {**data.fingerprint, "id": fingerprint_id(data.fingerprint)}
 
     with contextlib.ExitStack() as stack:
