@@ -159,8 +159,8 @@ class TrainConfig(_Config):
     max_val_users: int = 0
     # Batches are cut from windows of this many batches sorted by length, so little work goes
     # to padding; 1 = plain random batches. Bucketing gives each batch, not each position, an
-    # equal step: on Amazon Beauty random batches (1) reached a higher validation NDCG@10 at
-    # ~15% more time per epoch (README, "Model quality").
+    # equal step: on Amazon Beauty random batches (1) lifted test NDCG@10 from 0.0271 to 0.0308
+    # at ~15% more time per epoch (README, "Model quality").
     bucket_window: int = Field(50, ge=1)
     # Cap on optimizer steps per epoch (0 = a full pass), for smoke runs and fine-tunes.
     max_steps_per_epoch: int = 0
