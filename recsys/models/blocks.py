@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from recsys.models.dropout import Dropout, fast_dropout
 
 
 def attention_mask(valid: torch.Tensor) -> torch.Tensor | None:
@@ -37,18 +41,36 @@ class CausalSelfAttention(nn.Module):
         B, L, d = x.shape
         # (B, L, 3d) -> three (B, heads, L, d / heads)
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        p = self.dropout if self.training else 0.0
+        if p > 0 and x.device.type == "cpu":
+            y = attention_with_dropout(q, k, v, mask, p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                               dropout_p=p)
         return self.proj(y.transpose(1, 2).reshape(B, L, d))
+
+
+def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           mask: torch.Tensor | None, p: float) -> torch.Tensor:
+    """Scaled dot-product attention with dropout on the weights, written out for the CPU.
+
+    With dropout, SDPA's CPU dispatch falls back to its unfused math path anyway, and there
+    the per-element ``bernoulli_`` mask costs more than the attention itself; this is the same
+    math with the cheap mask of ``recsys.models.dropout``.
+    """
+    L = q.shape[-2]
+    if mask is None:
+        mask = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
+    scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+    weights = torch.softmax(scores.float().masked_fill(~mask, float("-inf")), dim=-1)
+    return fast_dropout(weights, p).to(v.dtype) @ v
 
 
 class FeedForward(nn.Module):
     def __init__(self, d_model: int, hidden: int, dropout: float):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model)
+            nn.Linear(d_model, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, d_model)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +86,7 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(d_model, n_heads, dropout)
         self.ln2 = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, ffn_factor * d_model, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), mask))

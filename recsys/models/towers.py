@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from recsys.models.blocks import Block, attention_mask
+from recsys.models.dropout import Dropout
 
 N_EVENT_TYPES = 6  # 0 padding, then view, click, cart, purchase, rating
 
@@ -90,7 +91,7 @@ class UserTower(nn.Module):
         # shifts them: the newest item is always position 0.
         self.pos_emb = nn.Embedding(max_len, d_model)
         self.type_emb = nn.Embedding(N_EVENT_TYPES, d_model) if use_event_types else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_blocks))
         self.ln = nn.LayerNorm(d_model)
 
