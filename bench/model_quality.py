@@ -99,9 +99,9 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--init-std", type=float, default=None,
-                    help="Initial weight std (0.02 as in SASRec's code); default: PyTorch's.")
-    ap.add_argument("--bucket-window", type=int, default=50,
+    ap.add_argument("--init-std", type=float, default=0.02,
+                    help="Initial weight std (0.02 as in SASRec's code); 0 = PyTorch's defaults.")
+    ap.add_argument("--bucket-window", type=int, default=1,
                     help="Length-bucketing window in batches; 1 = plain random batches.")
     ap.add_argument("--exclude-seen", action="store_true",
                     help="Remove seen items from rankings (the protocol of the SASRec+ paper).")
@@ -119,7 +119,7 @@ def main() -> None:
             epochs = args.fixed_epochs or args.max_epochs
             patience = epochs if args.fixed_epochs else args.patience
             model_cfg = ModelConfig(d_model=64, n_blocks=2, n_heads=args.heads, max_len=50,
-                                    dropout=args.dropout, init_std=args.init_std,
+                                    dropout=args.dropout, init_std=args.init_std or None,
                                     use_text=False, use_event_types=False)
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
                                     precision=args.precision, progress_bar=False, lr=args.lr,

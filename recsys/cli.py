@@ -177,6 +177,12 @@ def train(
     heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
     max_len: Annotated[int, typer.Option(help="Most recent items the user tower reads.")] = 50,
     dropout: Annotated[float, typer.Option(help="Dropout in the user tower.")] = 0.2,
+    init_std: Annotated[float, typer.Option(
+        help="Initial weights ~ N(0, init_std), as in SASRec's code; 0 = PyTorch's defaults.")]
+    = 0.02,
+    bucket_window: Annotated[int, typer.Option(
+        help="Batches cut from windows of this many length-sorted batches; 1 = random batches "
+             "(best quality), 50 = least padding (fastest epochs).")] = 1,
     loss: Annotated[Loss, typer.Option(help="Full softmax or sampled softmax with log-Q.")]
     = Loss.softmax,
     negatives: Annotated[int, typer.Option(help="Negatives per batch for the sampled loss.")]
@@ -207,9 +213,11 @@ def train(
     result = run_training(
         _paths(home),
         ModelConfig(d_model=d_model, n_blocks=blocks, n_heads=heads, max_len=max_len,
-                    dropout=dropout, loss=loss.value, n_negatives=negatives, use_text=text),
+                    dropout=dropout, loss=loss.value, n_negatives=negatives, use_text=text,
+                    init_std=init_std or None),
         TrainConfig(protocol=protocol.value, max_epochs=epochs, patience=patience,
-                    batch_size=batch_size, lr=lr, seed=seed, accelerator=accelerator,
+                    batch_size=batch_size, lr=lr, seed=seed, bucket_window=bucket_window,
+                    accelerator=accelerator,
                     devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
                     precision=precision, max_steps_per_epoch=max_steps_per_epoch,
                     progress_bar=progress),

@@ -89,7 +89,7 @@ class BucketBatchSampler(Sampler[list[int]]):
 class SequenceDataModule(pl.LightningDataModule):
     def __init__(self, data: TrainingData, batch_size: int, seed: int, eval_batch_size: int = 512,
                  max_val_users: int = 0, max_steps_per_epoch: int = 0, num_workers: int = 0,
-                 bucket_window: int = 50):
+                 bucket_window: int = 1):
         super().__init__()
         self.bucket_window = bucket_window
         self.data = data

@@ -57,4 +57,6 @@ def test_init_std_sets_every_weight_and_keeps_padding_zero():
     for name, p in net.named_parameters():
         if p.dim() == 2:  # weight matrices and embeddings; LayerNorm and biases keep defaults
             assert abs(p.std().item() - 0.02) < 0.01, name
-    assert abs(_net().user.blocks[0].attn.qkv.weight.std().item() - 0.02) > 0.01  # PyTorch's
+    assert ModelConfig().init_std == 0.02  # the default
+    pytorch = _net(init_std=None).user.blocks[0].attn.qkv.weight.std().item()
+    assert abs(pytorch - 0.02) > 0.01  # None keeps PyTorch's per-layer initialisation
