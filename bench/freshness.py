@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--update-steps", type=int, default=40)
     parser.add_argument("--update-epochs", type=int, default=1)
     parser.add_argument("--update-lr", type=float, default=1e-3)
+    parser.add_argument("--update-bucket-window", type=int, default=UpdateConfig().bucket_window,
+                        help="fine-tune batches: 1 = random, 50 = grouped by length")
     parser.add_argument("--gate-z", type=float, default=GateConfig().z,
                         help="standard errors a drop must exceed to block (0: point estimates)")
     args = parser.parse_args()
@@ -75,7 +77,7 @@ def main() -> None:
             ModelConfig(),
             TrainConfig(max_epochs=args.epochs, patience=3, progress_bar=False),
             UpdateConfig(max_steps=args.update_steps, epochs=args.update_epochs,
-                         lr=args.update_lr),
+                         lr=args.update_lr, bucket_window=args.update_bucket_window),
             GateConfig(z=args.gate_z),
             report_paths=Paths(root=Path(tmp) / "report", tracking_home=Path(tmp) / "report"))
         print(result.table())

@@ -227,6 +227,9 @@ class UpdateConfig(_Config):
     epochs: int = Field(1, ge=1)
     # Replayed older sequences per sequence of new events, so the model does not forget.
     replay_ratio: float = Field(1.0, ge=0.0)
+    # As TrainConfig.bucket_window: 1 = plain random batches, which mix new and replayed
+    # sequences in every step; larger windows group them by length.
+    bucket_window: int = Field(1, ge=1)
     # Share of the batch's newest events (whole ingestion parts) held out to judge the
     # candidate; they are trained on by the next update, after being tested on.
     holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)

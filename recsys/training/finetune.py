@@ -65,7 +65,7 @@ def fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
     optimiser = module.configure_optimizers()
     batch_size = max(cfg.batch_size, math.ceil(len(data) / cfg.max_steps)) if len(data) else 1
     lengths = (data.items > 0).sum(1).numpy()
-    sampler = BucketBatchSampler(lengths, batch_size, cfg.seed)
+    sampler = BucketBatchSampler(lengths, batch_size, cfg.seed, window=cfg.bucket_window)
     losses: list[float] = []
     positions, finite = 0, True
     for index in _passes(sampler, cfg.epochs):
