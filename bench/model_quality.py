@@ -4,8 +4,9 @@ For each dataset: load it into a fresh project folder, build features, fully ret
 (leave-last-out, full ranking, early stopping on validation NDCG@10 unless --fixed-epochs) and
 print NDCG@10/HR@10 for the model, the popularity and item-CF baselines, epochs and wall time to
 the best validation epoch, training throughput and peak memory. With --rectools, RecTools'
-SASRecModel (same size: d=64, 2 blocks, max length 50, full softmax) trains on the same split
-for the same number of epochs in its own virtual environment, and both print side by side.
+SASRecModel (same size: d=64, 2 blocks, max length 50, full softmax; the same heads, dropout
+and lr) trains on the same split for the same number of epochs in its own virtual environment,
+and both print side by side. --max-users samples whole users where RecTools is too slow for all.
 
     .venv/bin/python bench/model_quality.py --dataset ml-100k --fixed-epochs 50 --rectools
     .venv/bin/python bench/model_quality.py --dataset beauty --fixed-epochs 8 --rectools
@@ -52,14 +53,25 @@ def ensure_rectools_venv() -> Path:
     return py
 
 
-def prepare(name: str, home: Path) -> Paths:
+def prepare(name: str, home: Path, max_users: int = 0) -> Paths:
+    """Ingest the dataset (or a seeded sample of ``max_users`` of its users) and build features.
+
+    The sample keeps whole users, so sequences and the leave-last-out split keep their meaning;
+    it exists so that RecTools, ~40 minutes an epoch on all of Beauty here, can be compared
+    at equal epochs on the same kind of data.
+    """
     path, fmt = DATASETS[name]
     paths = Paths(root=home / "data", tracking_home=home)
     t = time.perf_counter()
-    loaded = load(path, fmt)
-    ingest_frame(loaded.events, name, data_paths=paths)
+    events = load(path, fmt).events
+    if max_users:
+        users = events["user_id"].drop_duplicates()
+        keep = users.sample(min(max_users, len(users)), random_state=0)
+        events = events[events["user_id"].isin(keep)]
+    ingest_frame(events, name, data_paths=paths)
     build_features(paths, FeatureConfig(text_encoder="none"))
-    print(f"[{name}] {len(loaded.events):,} events ingested and featurised in "
+    sample = f" (sample of {events['user_id'].nunique():,} users)" if max_users else ""
+    print(f"[{name}] {len(events):,} events{sample} ingested and featurised in "
           f"{time.perf_counter() - t:.1f} s", flush=True)
     return paths
 
@@ -105,6 +117,9 @@ def main() -> None:
                     help="Length-bucketing window in batches; 1 = plain random batches.")
     ap.add_argument("--exclude-seen", action="store_true",
                     help="Remove seen items from rankings (the protocol of the SASRec+ paper).")
+    ap.add_argument("--max-users", type=int, default=0,
+                    help="Keep a seeded random sample of this many users (0 = all), e.g. to "
+                         "compare with RecTools at equal epochs where its full run is too slow.")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -115,7 +130,7 @@ def main() -> None:
             continue
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             home = Path(tmp)
-            paths = prepare(name, home)
+            paths = prepare(name, home, args.max_users)
             epochs = args.fixed_epochs or args.max_epochs
             patience = epochs if args.fixed_epochs else args.patience
             model_cfg = ModelConfig(d_model=64, n_blocks=2, n_heads=args.heads, max_len=50,
@@ -150,6 +165,8 @@ def main() -> None:
             test = export_split(paths, folder)
             proc = subprocess.run([str(py), str(ROOT / "bench" / "rectools_sasrec.py"),
                                    str(folder), "--epochs", str(len(res.history)),
+                                   "--heads", str(args.heads), "--dropout", str(args.dropout),
+                                   "--lr", str(args.lr),
                                    *(["--filter-viewed"] if args.exclude_seen else [])],
                                   capture_output=True, text=True)
             if proc.returncode:
