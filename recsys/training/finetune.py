@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,24 @@ def _passes(sampler: BucketBatchSampler, epochs: int):
         yield from sampler
 
 
+@contextmanager
+def _repeatable(seed: int, deterministic: bool, device: torch.device):
+    """Seeded dropout and (optionally) deterministic kernels, for this fine-tune only.
+
+    The update runs inside long-lived processes (a Prefect worker, a test session), so the
+    caller's random state and determinism flag are restored afterwards.
+    """
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(was, warn_only=was_warn)
+
+
 def fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
               item_counts: torch.Tensor | None = None) -> FineTuneReport:
     """Train ``net`` in place on every sequence of ``data``, in at most ``max_steps``.
@@ -58,8 +77,14 @@ def fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
     The batch grows when one pass would need more steps, so no new event is left out; further
     passes (``epochs``) run while steps remain.
     """
-    t0 = time.perf_counter()
     device = device_for(cfg.accelerator)
+    with _repeatable(cfg.seed, cfg.deterministic, device):
+        return _fine_tune(net, data, cfg, item_counts, device)
+
+
+def _fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
+               item_counts: torch.Tensor | None, device: torch.device) -> FineTuneReport:
+    t0 = time.perf_counter()
     bf16 = resolve_precision(cfg.precision, cfg.accelerator).startswith("bf16")
     module = SeqRecModule(net, net.cfg, TrainConfig(lr=cfg.lr), item_counts).to(device).train()
     optimiser = module.configure_optimizers()

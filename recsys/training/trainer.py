@@ -108,5 +108,6 @@ def build_trainer(cfg: TrainConfig, checkpoint_dir: Path, logger=None,
         # Our batch sampler shards batches per rank itself (equal counts on every rank).
         use_distributed_sampler=False, num_sanity_val_steps=0, log_every_n_steps=10,
         default_root_dir=str(checkpoint_dir),
+        deterministic="warn" if cfg.deterministic else False,
     )
     return trainer, history, checkpoint

@@ -51,3 +51,27 @@ def test_batches_follow_the_bucket_window(monkeypatch, window, mixed):
     assert len(seen) == 8
     assert any(len(lengths) > 1 for lengths in seen) is mixed
     assert UpdateConfig().bucket_window == 1
+
+
+def test_fine_tune_is_repeatable_and_leaves_the_callers_random_state_alone():
+    """Same champion, same batch, same seed: the same candidate (dropout included)."""
+    data, cfg = _data(), UpdateConfig(max_steps=20, batch_size=16, epochs=2)
+    assert cfg.deterministic and _net().cfg.dropout > 0
+    flag = torch.are_deterministic_algorithms_enabled()
+    a, b = _net(), _net()
+    torch.manual_seed(1)
+    finetune.fine_tune(a, data, cfg)
+    torch.manual_seed(2)  # the caller's state must not leak into the fine-tune either
+    finetune.fine_tune(b, data, cfg)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    c = _net()
+    finetune.fine_tune(c, data, cfg.model_copy(update={"seed": 7}))
+    assert not torch.equal(c.state_dict()["items.id_emb.weight"],
+                           a.state_dict()["items.id_emb.weight"])
+    d = _net()
+    torch.manual_seed(2)
+    after = torch.get_rng_state()
+    finetune.fine_tune(d, data, cfg)
+    assert torch.equal(torch.get_rng_state(), after)
+    assert torch.are_deterministic_algorithms_enabled() is flag

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from recsys.config import EvalConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
@@ -111,6 +112,20 @@ def test_training_is_reproducible_with_a_seed(store):
     b = train(paths, FAST_MODEL, cfg, EvalConfig(), TrackingConfig(register_model=False))
     assert a.test[MODEL_NAME] == b.test[MODEL_NAME]
     assert a.version is None
+
+
+def test_training_turns_on_deterministic_kernels(store):
+    """bf16 on 2 CPU threads is not repeatable without them (0.26920 vs 0.26926, demo data)."""
+    paths, _ = store
+    was = torch.are_deterministic_algorithms_enabled()
+    try:
+        for wanted in (True, False):
+            torch.use_deterministic_algorithms(not wanted)
+            cfg = FAST_TRAIN.model_copy(update={"max_epochs": 1, "deterministic": wanted})
+            train(paths, FAST_MODEL, cfg, EvalConfig(), TrackingConfig(register_model=False))
+            assert torch.are_deterministic_algorithms_enabled() is wanted
+    finally:
+        torch.use_deterministic_algorithms(was)
 
 
 def test_missing_feature_store_names_the_problem(tmp_path):
