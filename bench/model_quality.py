@@ -4,12 +4,17 @@ For each dataset: load it into a fresh project folder, build features, fully ret
 (leave-last-out, full ranking, early stopping on validation NDCG@10 unless --fixed-epochs) and
 print NDCG@10/HR@10 for the model, the popularity and item-CF baselines, epochs and wall time to
 the best validation epoch, training throughput and peak memory. With --rectools, RecTools'
-SASRecModel (same size: d=64, 2 blocks, max length 50, full softmax; the same heads, dropout
-and lr) trains on the same split for the same number of epochs in its own virtual environment,
-and both print side by side. --max-users samples whole users where RecTools is too slow for all.
+SASRecModel (same size: d=64 unless --d-model, 2 blocks, max length 50, full softmax; the same
+heads, dropout and lr) trains on the same split for the same number of epochs in its own virtual
+environment, and both print side by side. --max-users samples whole users where RecTools is too
+slow for all.
 
     .venv/bin/python bench/model_quality.py --dataset ml-100k --fixed-epochs 50 --rectools
     .venv/bin/python bench/model_quality.py --dataset beauty --fixed-epochs 8 --rectools
+    .venv/bin/python bench/model_quality.py --preset beauty-sasrec   # the published comparison
+
+A preset only sets defaults: flags given with it still win (``--preset beauty-sasrec
+--precision auto`` runs the Beauty settings in bf16).
 
 The RecTools environment is created on first use (bench/.venv-rectools; needs the package index).
 """
@@ -41,6 +46,15 @@ DATA = ROOT.parent / "shared" / "data"
 DATASETS = {"ml-100k": (DATA / "ml-100k" / "u.data", "ml100k"),
             "beauty": (DATA / "amazon-beauty" / "Beauty.txt", "sasrec")}
 RECTOOLS_VENV = ROOT / "bench" / ".venv-rectools"
+# Named settings for published comparisons. beauty-sasrec: the settings that reach the authors'
+# SASRec+ figure on Beauty (README, "Beauty against the published figure"): their code's init,
+# lr, heads and fp32, the SASRec paper's dropout for sparse data, plain random batches, seen
+# items excluded as in their protocol.
+PRESETS = {
+    "beauty-sasrec": dict(dataset="beauty", exclude_seen=True, init_std=0.02, lr=1e-3, heads=1,
+                          dropout=0.5, precision="32", bucket_window=1, max_epochs=40,
+                          patience=3),
+}
 
 
 def ensure_rectools_venv() -> Path:
@@ -99,7 +113,7 @@ def list_metrics(recos: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
             "hr@20": M.hit_rate(r, 20)}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=[*DATASETS, "all"], default="all")
     ap.add_argument("--fixed-epochs", type=int, default=0,
@@ -108,6 +122,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--precision", default="auto", help="Our model's precision (auto = bf16 here).")
     ap.add_argument("--rectools", action="store_true", help="Also train RecTools' SASRecModel.")
+    ap.add_argument("--d-model", type=int, default=64, help="Embedding size (SASRec's is 64).")
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -115,12 +130,21 @@ def main() -> None:
                     help="Initial weight std (0.02 as in SASRec's code); 0 = PyTorch's defaults.")
     ap.add_argument("--bucket-window", type=int, default=1,
                     help="Length-bucketing window in batches; 1 = plain random batches.")
-    ap.add_argument("--exclude-seen", action="store_true",
+    ap.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=False,
                     help="Remove seen items from rankings (the protocol of the SASRec+ paper).")
     ap.add_argument("--max-users", type=int, default=0,
                     help="Keep a seeded random sample of this many users (0 = all), e.g. to "
                          "compare with RecTools at equal epochs where its full run is too slow.")
-    args = ap.parse_args()
+    ap.add_argument("--preset", choices=sorted(PRESETS),
+                    help="Named settings (defaults only: explicit flags override them).")
+    preset = ap.parse_known_args(argv)[0].preset
+    if preset:
+        ap.set_defaults(**PRESETS[preset])
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
@@ -133,9 +157,10 @@ def main() -> None:
             paths = prepare(name, home, args.max_users)
             epochs = args.fixed_epochs or args.max_epochs
             patience = epochs if args.fixed_epochs else args.patience
-            model_cfg = ModelConfig(d_model=64, n_blocks=2, n_heads=args.heads, max_len=50,
-                                    dropout=args.dropout, init_std=args.init_std or None,
-                                    use_text=False, use_event_types=False)
+            model_cfg = ModelConfig(d_model=args.d_model, n_blocks=2, n_heads=args.heads,
+                                    max_len=50, dropout=args.dropout,
+                                    init_std=args.init_std or None, use_text=False,
+                                    use_event_types=False)
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
                                     precision=args.precision, progress_bar=False, lr=args.lr,
                                     popularity_window_days=None,
@@ -165,6 +190,7 @@ def main() -> None:
             test = export_split(paths, folder)
             proc = subprocess.run([str(py), str(ROOT / "bench" / "rectools_sasrec.py"),
                                    str(folder), "--epochs", str(len(res.history)),
+                                   "--d-model", str(args.d_model),
                                    "--heads", str(args.heads), "--dropout", str(args.dropout),
                                    "--lr", str(args.lr),
                                    *(["--filter-viewed"] if args.exclude_seen else [])],
