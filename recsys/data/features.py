@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import duckdb
 
@@ -116,11 +116,14 @@ class RefreshReport:
     new_events: int
     new_items: int
     new_users: int
+    # Seconds per step (item map, user map, events, items, commit): a slow refresh says where.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
+        took = f" in {sum(self.timings.values()):.2f}s" if self.timings else ""
         return (f"events watermark {self.previous_watermark} -> {self.watermark}: "
                 f"{self.new_events} new events, {self.new_users} new users, "
-                f"{self.new_items} new items")
+                f"{self.new_items} new items{took}")
 
 
 def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
@@ -146,6 +149,14 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
         raise RuntimeError(f"the feature store holds {beyond} events beyond its watermark {low}: "
                            "it was written outside refresh_events; rebuild it (delete "
                            f"{paths.features_db} and run `recsys features`)")
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[step], t = now - t, now
+
     with _transaction(con):
         if parts:
             con.read_parquet([str(p) for p in parts]).create_view("landed", replace=True)
@@ -158,8 +169,11 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
         else:
             con.register("new_items", C.LANDING_ITEM_SCHEMA.empty_table())
         sql.run(con, "item_map_append", low=low, high=high)
+        lap("item map")
         sql.run(con, "user_map_append", low=low, high=high)
+        lap("user map")
         sql.run(con, "events_append", low=low, high=high)
+        lap("events")
         if item_parts:
             con.read_parquet([str(p) for p in item_parts if (part_seq(p) or 0) <= high]
                              ).create_view("landed_items", replace=True)
@@ -167,11 +181,13 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
             con.register("landed_items", C.LANDING_ITEM_SCHEMA.empty_table())
         sql.run(con, "items_refresh")
         sql.run(con, "meta_set", key=WATERMARK_KEY, value=str(max(high, low)))
+        lap("items")
+    lap("commit")
     n_items = con.execute("SELECT count(*) FROM item_map").fetchall()[0][0]
     n_users = con.execute("SELECT count(*) FROM user_map").fetchall()[0][0]
     n_events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     return RefreshReport(low, max(high, low), n_events - n_events0, n_items - n_items0,
-                         n_users - n_users0)
+                         n_users - n_users0, timings)
 
 
 def temporal_cuts(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> tuple[dt.datetime, ...]:

@@ -104,6 +104,10 @@ def test_refresh_reads_only_new_parts_and_is_idempotent(paths):
     r1, _ = build_features(paths)
     r2, _ = build_features(paths)
     assert (r1.new_events, r2.new_events) == (1, 0)
+    # Each step is timed, so a slow refresh says where its time went.
+    assert list(r1.timings) == ["item map", "user map", "events", "items", "commit"]
+    assert all(s >= 0 for s in r1.timings.values())
+    assert r1.summary().endswith(f"in {sum(r1.timings.values()):.2f}s")
     ingest_frame(pd.DataFrame([ev("u1", "b", 2)]), "f2", data_paths=paths)
     r3, s = build_features(paths)
     assert (r3.previous_watermark, r3.watermark, r3.new_events) == (1, 2, 1)
