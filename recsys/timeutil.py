@@ -1,8 +1,12 @@
-"""Model age arithmetic in one place: naive timestamps are UTC throughout the project."""
+"""Time in one place: model ages and the lap clock jobs report their steps with.
+
+Naive timestamps are UTC throughout the project.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 
 def utc_now() -> dt.datetime:
@@ -20,3 +24,16 @@ def seconds_since(then: dt.datetime | None, now: dt.datetime | None = None) -> f
 def parse_ts(raw: str | None) -> dt.datetime | None:
     """An ISO timestamp as stored in tags and model metadata; empty means unknown."""
     return dt.datetime.fromisoformat(raw) if raw else None
+
+
+class LapClock:
+    """Seconds per named step of a job; a step timed twice adds up."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self._t
+        self._t = now

@@ -25,6 +25,7 @@ from recsys.data import text
 from recsys.data.files import file_lock
 from recsys.data.landing import LandingZone, part_seq
 from recsys.faults import crash_point
+from recsys.timeutil import LapClock
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +150,7 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
         raise RuntimeError(f"the feature store holds {beyond} events beyond its watermark {low}: "
                            "it was written outside refresh_events; rebuild it (delete "
                            f"{paths.features_db} and run `recsys features`)")
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        timings[step], t = now - t, now
-
+    clock = LapClock()
     with _transaction(con):
         if parts:
             con.read_parquet([str(p) for p in parts]).create_view("landed", replace=True)
@@ -169,11 +163,11 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
         else:
             con.register("new_items", C.LANDING_ITEM_SCHEMA.empty_table())
         sql.run(con, "item_map_append", low=low, high=high)
-        lap("item map")
+        clock.lap("item map")
         sql.run(con, "user_map_append", low=low, high=high)
-        lap("user map")
+        clock.lap("user map")
         sql.run(con, "events_append", low=low, high=high)
-        lap("events")
+        clock.lap("events")
         if item_parts:
             con.read_parquet([str(p) for p in item_parts if (part_seq(p) or 0) <= high]
                              ).create_view("landed_items", replace=True)
@@ -181,13 +175,13 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
             con.register("landed_items", C.LANDING_ITEM_SCHEMA.empty_table())
         sql.run(con, "items_refresh")
         sql.run(con, "meta_set", key=WATERMARK_KEY, value=str(max(high, low)))
-        lap("items")
-    lap("commit")
+        clock.lap("items")
+    clock.lap("commit")
     n_items = con.execute("SELECT count(*) FROM item_map").fetchall()[0][0]
     n_users = con.execute("SELECT count(*) FROM user_map").fetchall()[0][0]
     n_events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     return RefreshReport(low, max(high, low), n_events - n_events0, n_items - n_items0,
-                         n_users - n_users0, timings)
+                         n_users - n_users0, clock.timings)
 
 
 def temporal_cuts(con: duckdb.DuckDBPyConnection, cfg: FeatureConfig) -> tuple[dt.datetime, ...]:

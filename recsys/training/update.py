@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from recsys.faults import crash_point
 from recsys.models import io
 from recsys.registry import tracking
 from recsys.registry.registry import Registry, now_iso
-from recsys.timeutil import seconds_since, utc_now
+from recsys.timeutil import LapClock, seconds_since, utc_now
 from recsys.training.finetune import device_for, fine_tune
 from recsys.training.gate import SetScore, Verdict, compare, figures_of, sanity, score_set
 
@@ -112,17 +111,6 @@ def record(paths: Paths, result: UpdateResult) -> None:
         fh.write(json.dumps(result.as_record(), default=str) + "\n")
 
 
-class _Clock:
-    def __init__(self):
-        self.timings: dict[str, float] = {}
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.timings[name] = self.timings.get(name, 0.0) + now - self._t
-        self._t = now
-
-
 def _scores(net, batch: MicroBatch, guard, device) -> dict[str, SetScore]:
     return {"holdout": score_set(net, batch.holdout, device),
             "guard": score_set(net, guard, device)}
@@ -134,7 +122,7 @@ def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
     paths, cfg = paths or Paths(), cfg or UpdateConfig()
     gate_cfg, retention = gate_cfg or GateConfig(), retention or RetentionConfig()
     tracking_cfg = tracking_cfg or TrackingConfig()
-    clock = _Clock()
+    clock = LapClock()
     registry = Registry(paths, tracking_cfg)
     champion = registry.champion()
     if champion is None:
@@ -240,7 +228,7 @@ def _check_compatible(batch: MicroBatch, item_ids: list[str], meta: dict) -> Non
 
 def _register(result: UpdateResult, net, batch: MicroBatch, champion, verdict: Verdict,
               cfg: UpdateConfig, tracking_cfg: TrackingConfig, paths: Paths,
-              data_read_at: dt.datetime, registry: Registry, guard, clock: _Clock) -> None:
+              data_read_at: dt.datetime, registry: Registry, guard, clock: LapClock) -> None:
     plan = batch.plan
     fingerprint = hashlib.sha256(
         f"{champion.version}:{plan.low}:{plan.cut}:{plan.train_events}".encode()).hexdigest()[:16]
