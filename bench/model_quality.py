@@ -182,6 +182,9 @@ def main() -> None:
                   f"reached after {res.time_to_best_s:.1f} s; whole run {wall:.1f} s; "
                   f"{res.positions_per_s:,.0f} target positions/s; peak RSS "
                   f"{res.memory['peak_rss_mb']:.0f} MB", flush=True)
+            # The run's MLflow store goes with the temporary folder: keep the curve in the log.
+            curve = [f"{h['val_ndcg@10']:.4f}" for h in res.history if "val_ndcg@10" in h]
+            print(f"ours: validation NDCG@10 by epoch: {' '.join(curve)}", flush=True)
             if not args.rectools:
                 continue
             py = ensure_rectools_venv()
