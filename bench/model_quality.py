@@ -22,12 +22,14 @@ The RecTools environment is created on first use (bench/.venv-rectools; needs th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +125,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precision", default="auto", help="Our model's precision (auto = bf16 here).")
     ap.add_argument("--rectools", action="store_true", help="Also train RecTools' SASRecModel.")
     ap.add_argument("--d-model", type=int, default=64, help="Embedding size (SASRec's is 64).")
+    ap.add_argument("--blocks", type=int, default=2, help="Transformer blocks (SASRec's is 2).")
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay.")
+    ap.add_argument("--ema-decay", type=float, default=0.0,
+                    help="Validate and test an exponential moving average of the weights "
+                         "(decay per step, e.g. 0.999); 0 = the raw weights.")
     ap.add_argument("--init-std", type=float, default=0.02,
                     help="Initial weight std (0.02 as in SASRec's code); 0 = PyTorch's defaults.")
     ap.add_argument("--bucket-window", type=int, default=1,
@@ -135,12 +142,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-users", type=int, default=0,
                     help="Keep a seeded random sample of this many users (0 = all), e.g. to "
                          "compare with RecTools at equal epochs where its full run is too slow.")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="Run in DIR (created; must not exist) and keep it: its MLflow store "
+                         "(mlruns/, mlflow.db) holds the run's curves and per-epoch metrics. "
+                         "Default: a temporary folder, deleted at the end.")
     ap.add_argument("--preset", choices=sorted(PRESETS),
                     help="Named settings (defaults only: explicit flags override them).")
     preset = ap.parse_known_args(argv)[0].preset
     if preset:
         ap.set_defaults(**PRESETS[preset])
     return ap.parse_args(argv)
+
+
+@contextlib.contextmanager
+def run_folder(keep: Path | None, name: str) -> Iterator[Path]:
+    """A temporary folder for one dataset's run, or ``keep/name`` kept for inspection."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            yield Path(tmp)
+        return
+    home = keep / name
+    home.mkdir(parents=True, exist_ok=False)
+    yield home
+    print(f"[{name}] run kept in {home} (MLflow: sqlite:///{home / 'mlflow.db'})", flush=True)
 
 
 def main() -> None:
@@ -152,19 +176,19 @@ def main() -> None:
         if not DATASETS[name][0].exists():
             print(f"[{name}] skipped: {DATASETS[name][0]} not found (see ../shared/data/README.md)")
             continue
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-            home = Path(tmp)
+        with run_folder(args.keep, name) as home:
             paths = prepare(name, home, args.max_users)
             epochs = args.fixed_epochs or args.max_epochs
             patience = epochs if args.fixed_epochs else args.patience
-            model_cfg = ModelConfig(d_model=args.d_model, n_blocks=2, n_heads=args.heads,
+            model_cfg = ModelConfig(d_model=args.d_model, n_blocks=args.blocks, n_heads=args.heads,
                                     max_len=50, dropout=args.dropout,
                                     init_std=args.init_std or None, use_text=False,
                                     use_event_types=False)
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
                                     precision=args.precision, progress_bar=False, lr=args.lr,
                                     popularity_window_days=None,
-                                    bucket_window=args.bucket_window)
+                                    bucket_window=args.bucket_window,
+                                    weight_decay=args.weight_decay, ema_decay=args.ema_decay)
             t = time.perf_counter()
             eval_cfg = EvalConfig(exclude_seen=args.exclude_seen)
             res = train(paths, model_cfg, train_cfg, eval_cfg, TrackingConfig(register_model=False))
@@ -182,7 +206,7 @@ def main() -> None:
                   f"reached after {res.time_to_best_s:.1f} s; whole run {wall:.1f} s; "
                   f"{res.positions_per_s:,.0f} target positions/s; peak RSS "
                   f"{res.memory['peak_rss_mb']:.0f} MB", flush=True)
-            # The run's MLflow store goes with the temporary folder: keep the curve in the log.
+            # Unless --keep, the run's MLflow store goes with its folder: keep the curve in the log.
             curve = [f"{h['val_ndcg@10']:.4f}" for h in res.history if "val_ndcg@10" in h]
             print(f"ours: validation NDCG@10 by epoch: {' '.join(curve)}", flush=True)
             if not args.rectools:

@@ -183,6 +183,9 @@ def train(
     bucket_window: Annotated[int, typer.Option(
         help="Batches cut from windows of this many length-sorted batches; 1 = random batches "
              "(best quality), 50 = least padding (fastest epochs).")] = 1,
+    ema_decay: Annotated[float, typer.Option(
+        help="Validate and ship an exponential moving average of the weights (decay per step, "
+             "e.g. 0.999); 0 = the raw weights.")] = 0.0,
     loss: Annotated[Loss, typer.Option(help="Full softmax or sampled softmax with log-Q.")]
     = Loss.softmax,
     negatives: Annotated[int, typer.Option(help="Negatives per batch for the sampled loss.")]
@@ -217,6 +220,7 @@ def train(
                     init_std=init_std or None),
         TrainConfig(protocol=protocol.value, max_epochs=epochs, patience=patience,
                     batch_size=batch_size, lr=lr, seed=seed, bucket_window=bucket_window,
+                    ema_decay=ema_decay,
                     accelerator=accelerator,
                     devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
                     precision=precision, max_steps_per_epoch=max_steps_per_epoch,

@@ -169,6 +169,10 @@ class TrainConfig(_Config):
     bucket_window: int = Field(1, ge=1)
     # Cap on optimizer steps per epoch (0 = a full pass), for smoke runs and fine-tunes.
     max_steps_per_epoch: int = 0
+    # Validate, checkpoint and ship an exponential moving average of the weights (decay per
+    # optimizer step, e.g. 0.999 averages over ~1,000 steps); 0 = the raw weights. Lightning's
+    # EMAWeightAveraging does the averaging.
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     num_workers: int = 0
     # Popularity baseline window in days before the training cut-off (None = all time).
     popularity_window_days: float | None = 7.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 from recsys.config import TrainConfig
 
@@ -95,11 +95,14 @@ def build_trainer(cfg: TrainConfig, checkpoint_dir: Path, logger=None,
                   extra_callbacks: list | None = None) -> tuple[pl.Trainer, TrainingHistory,
                                                                ModelCheckpoint]:
     history = TrainingHistory()
+    averaging = [EMAWeightAveraging(decay=cfg.ema_decay)] if cfg.ema_decay else []
+    # The averaging callback puts the averaged weights (the ones validated) into the checkpoint's
+    # state_dict only in a full checkpoint: a weights-only one would hold the raw weights.
     checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, monitor=MONITOR, mode="max",
-                                 save_top_k=1, save_weights_only=True, filename="best")
+                                 save_top_k=1, save_weights_only=not averaging, filename="best")
     callbacks = [history, checkpoint,
                  EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience),
-                 *(extra_callbacks or [])]
+                 *averaging, *(extra_callbacks or [])]
     trainer = pl.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
         precision=resolve_precision(cfg.precision, cfg.accelerator),

@@ -131,6 +131,17 @@ def test_training_turns_on_deterministic_kernels(store):
         torch.use_deterministic_algorithms(was, warn_only=was_warn)
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_shipped_weights_are_the_validated_ones(store, ema_decay):
+    """With weight averaging, validation scores the average: that, not the raw weights, ships."""
+    paths, _ = store
+    cfg = FAST_TRAIN.model_copy(update={"max_epochs": 3, "patience": 3, "ema_decay": ema_decay,
+                                        "precision": "32-true"})
+    res = train(paths, FAST_MODEL, cfg, EvalConfig(), TrackingConfig(register_model=False))
+    best = max(h["val_ndcg@10"] for h in res.history)
+    assert res.valid[MODEL_NAME]["ndcg@10"] == pytest.approx(best, abs=1e-6)
+
+
 def test_missing_feature_store_names_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="recsys features"):
         train(Paths(root=tmp_path / "none", tracking_home=tmp_path), FAST_MODEL, FAST_TRAIN)
