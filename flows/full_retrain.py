@@ -28,13 +28,13 @@ def gate_and_promote(result: TrainResult) -> TrainResult:
 @flow(name="full-retrain", log_prints=True)
 def full_retrain(epochs: int = 30, patience: int = 3, lr: float = 3e-3, batch_size: int = 128,
                  d_model: int = 64, max_len: int = 50, use_text: bool = True,
-                 score_after_promotion: bool = True) -> dict:
+                 ema_decay: float = 0.0, score_after_promotion: bool = True) -> dict:
     """A fresh lineage from all events; promoted over the champion if it passes its gate."""
     build_features()
     result = train_and_evaluate(
         ModelConfig(d_model=d_model, max_len=max_len, use_text=use_text),
         TrainConfig(max_epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
-                    progress_bar=False))
+                    ema_decay=ema_decay, progress_bar=False))
     # Micro-batches hold the same limit, so none moves an alias while this one decides.
     with concurrency(REGISTRY_LIMIT, occupy=1, timeout_seconds=900):
         result = gate_and_promote(result)
