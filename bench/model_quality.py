@@ -143,9 +143,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="Keep a seeded random sample of this many users (0 = all), e.g. to "
                          "compare with RecTools at equal epochs where its full run is too slow.")
     ap.add_argument("--keep", type=Path, metavar="DIR",
-                    help="Run in DIR (created; must not exist) and keep it: its MLflow store "
-                         "(mlruns/, mlflow.db) holds the run's curves and per-epoch metrics. "
-                         "Default: a temporary folder, deleted at the end.")
+                    help="Run each dataset in DIR/<dataset> (created; must not exist yet) and "
+                         "keep it: its MLflow store (mlruns/, mlflow.db) holds the run's curves "
+                         "and per-epoch metrics. Default: a temporary folder, deleted at the end.")
     ap.add_argument("--preset", choices=sorted(PRESETS),
                     help="Named settings (defaults only: explicit flags override them).")
     preset = ap.parse_known_args(argv)[0].preset
