@@ -133,6 +133,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ema-decay", type=float, default=0.0,
                     help="Validate and test an exponential moving average of the weights "
                          "(decay per step, e.g. 0.999); 0 = the raw weights.")
+    ap.add_argument("--seed", type=int, default=TrainConfig.model_fields["seed"].default,
+                    help="Training seed (init, batches, dropout), to measure the spread "
+                         "between runs of the same settings.")
     ap.add_argument("--init-std", type=float, default=0.02,
                     help="Initial weight std (0.02 as in SASRec's code); 0 = PyTorch's defaults.")
     ap.add_argument("--bucket-window", type=int, default=1,
@@ -188,7 +191,8 @@ def main() -> None:
                                     precision=args.precision, progress_bar=False, lr=args.lr,
                                     popularity_window_days=None,
                                     bucket_window=args.bucket_window,
-                                    weight_decay=args.weight_decay, ema_decay=args.ema_decay)
+                                    weight_decay=args.weight_decay, ema_decay=args.ema_decay,
+                                    seed=args.seed)
             t = time.perf_counter()
             eval_cfg = EvalConfig(exclude_seen=args.exclude_seen)
             res = train(paths, model_cfg, train_cfg, eval_cfg, TrackingConfig(register_model=False))
