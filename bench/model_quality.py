@@ -129,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                    help="constant, or cosine decay per step to 0 at --max-epochs.")
     ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay.")
     ap.add_argument("--ema-decay", type=float, default=0.0,
                     help="Validate and test an exponential moving average of the weights "
@@ -189,6 +191,7 @@ def main() -> None:
                                     use_event_types=False)
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
                                     precision=args.precision, progress_bar=False, lr=args.lr,
+                                    lr_schedule=args.lr_schedule,
                                     popularity_window_days=None,
                                     bucket_window=args.bucket_window,
                                     weight_decay=args.weight_decay, ema_decay=args.ema_decay,

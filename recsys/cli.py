@@ -165,6 +165,11 @@ class Loss(StrEnum):
     sampled = "sampled"
 
 
+class LrSchedule(StrEnum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 @app.command()
 def train(
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val NDCG@10).")]
@@ -172,6 +177,8 @@ def train(
     patience: Annotated[int, typer.Option(help="Epochs without improvement before stopping.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Sequences per optimiser step.")] = 128,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
+    lr_schedule: Annotated[LrSchedule, typer.Option(
+        help="constant, or cosine decay per step to 0 at --epochs.")] = LrSchedule.constant,
     d_model: Annotated[int, typer.Option(help="Embedding / hidden size.")] = 64,
     blocks: Annotated[int, typer.Option(help="Transformer blocks in the user tower.")] = 2,
     heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
@@ -219,8 +226,8 @@ def train(
                     dropout=dropout, loss=loss.value, n_negatives=negatives, use_text=text,
                     init_std=init_std or None),
         TrainConfig(protocol=protocol.value, max_epochs=epochs, patience=patience,
-                    batch_size=batch_size, lr=lr, seed=seed, bucket_window=bucket_window,
-                    ema_decay=ema_decay,
+                    batch_size=batch_size, lr=lr, lr_schedule=lr_schedule.value, seed=seed,
+                    bucket_window=bucket_window, ema_decay=ema_decay,
                     accelerator=accelerator,
                     devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
                     precision=precision, max_steps_per_epoch=max_steps_per_epoch,

@@ -145,6 +145,9 @@ class TrainConfig(_Config):
     # Higher than SASRec's 1e-3: with pre-norm blocks it converges in a third of the epochs
     # (measured on ml-100k, bench/model_quality.py) with no loss in quality.
     lr: float = 3e-3
+    # "constant", or "cosine": per step from lr down to 0 at max_epochs, so the last epochs
+    # take small steps (early stopping may end the run before the bottom).
+    lr_schedule: str = Field("constant", pattern="^(constant|cosine)$")
     weight_decay: float = 0.0
     # Early stopping on validation NDCG@10.
     patience: int = 3

@@ -62,6 +62,15 @@ class SeqRecModule(pl.LightningModule):
                      prog_bar=k == 10)
             self.log(f"val/hr_at_{k}", M.hit_rate(ranks, k), batch_size=n, sync_dist=True)
 
-    def configure_optimizers(self):
+    def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.train_cfg.lr, betas=(0.9, 0.98),
                                  weight_decay=self.train_cfg.weight_decay)
+
+    def configure_optimizers(self):
+        optimiser = self.make_optimizer()
+        if self.train_cfg.lr_schedule == "constant":
+            return optimiser
+        # The horizon is the whole run (max_epochs), known to Lightning before the first step.
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}

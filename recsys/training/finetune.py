@@ -87,7 +87,7 @@ def _fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
     t0 = time.perf_counter()
     bf16 = resolve_precision(cfg.precision, cfg.accelerator).startswith("bf16")
     module = SeqRecModule(net, net.cfg, TrainConfig(lr=cfg.lr), item_counts).to(device).train()
-    optimiser = module.configure_optimizers()
+    optimiser = module.make_optimizer()
     batch_size = max(cfg.batch_size, math.ceil(len(data) / cfg.max_steps)) if len(data) else 1
     lengths = (data.items > 0).sum(1).numpy()
     sampler = BucketBatchSampler(lengths, batch_size, cfg.seed, window=cfg.bucket_window)

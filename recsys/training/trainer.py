@@ -62,7 +62,8 @@ class TrainingHistory(pl.Callback):
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch + 1,
                "wall_s": time.perf_counter() - self._t_fit,
-               "train_loss": float(m.get("train/loss_epoch", float("nan")))}
+               "train_loss": float(m.get("train/loss_epoch", float("nan"))),
+               "lr": float(trainer.optimizers[0].param_groups[0]["lr"])}
         for key in ("ndcg_at_10", "hr_at_10", "ndcg_at_20", "hr_at_20"):
             if f"val/{key}" in m:
                 row[f"val_{key.replace('_at_', '@')}"] = float(m[f"val/{key}"])

@@ -142,6 +142,21 @@ def test_shipped_weights_are_the_validated_ones(store, ema_decay):
     assert res.valid[MODEL_NAME]["ndcg@10"] == pytest.approx(best, abs=1e-6)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_lr_schedule(store, schedule):
+    """Cosine decays every step to 0 at max_epochs; constant keeps the configured rate."""
+    paths, _ = store
+    cfg = FAST_TRAIN.model_copy(update={"max_epochs": 3, "patience": 3, "lr_schedule": schedule,
+                                        "max_steps_per_epoch": 4})
+    res = train(paths, FAST_MODEL, cfg, EvalConfig(), TrackingConfig(register_model=False))
+    lrs = [h["lr"] for h in res.history]
+    assert len(lrs) == 3
+    if schedule == "constant":
+        assert lrs == [cfg.lr] * 3
+    else:
+        assert cfg.lr > lrs[0] > lrs[1] > lrs[2] and lrs[2] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_missing_feature_store_names_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="recsys features"):
         train(Paths(root=tmp_path / "none", tracking_home=tmp_path), FAST_MODEL, FAST_TRAIN)
