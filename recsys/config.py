@@ -146,7 +146,9 @@ class TrainConfig(_Config):
     # (measured on ml-100k, bench/model_quality.py) with no loss in quality.
     lr: float = 3e-3
     # "constant", or "cosine": per step from lr down to 0 at max_epochs, so the last epochs
-    # take small steps (early stopping may end the run before the bottom).
+    # take small steps (early stopping may end the run before the bottom). On Amazon Beauty with
+    # averaged weights it tested NDCG@10 0.0374 against constant's 0.0377 (README), so the
+    # default stays constant.
     lr_schedule: str = Field("constant", pattern="^(constant|cosine)$")
     weight_decay: float = 0.0
     # Early stopping on validation NDCG@10.
