@@ -131,7 +131,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                     help="constant, or cosine decay per step to 0 at --max-epochs.")
-    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay.")
+    ap.add_argument("--weight-decay", type=float, default=0.0,
+                    help="AdamW weight decay on weight matrices and embeddings.")
     ap.add_argument("--ema-decay", type=float, default=0.0,
                     help="Validate and test an exponential moving average of the weights "
                          "(decay per step, e.g. 0.999); 0 = the raw weights.")

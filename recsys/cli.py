@@ -179,6 +179,9 @@ def train(
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
     lr_schedule: Annotated[LrSchedule, typer.Option(
         help="constant, or cosine decay per step to 0 at --epochs.")] = LrSchedule.constant,
+    weight_decay: Annotated[float, typer.Option(
+        help="AdamW weight decay on weight matrices and embeddings (not norms or biases).")]
+    = 0.0,
     d_model: Annotated[int, typer.Option(help="Embedding / hidden size.")] = 64,
     blocks: Annotated[int, typer.Option(help="Transformer blocks in the user tower.")] = 2,
     heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
@@ -226,7 +229,8 @@ def train(
                     dropout=dropout, loss=loss.value, n_negatives=negatives, use_text=text,
                     init_std=init_std or None),
         TrainConfig(protocol=protocol.value, max_epochs=epochs, patience=patience,
-                    batch_size=batch_size, lr=lr, lr_schedule=lr_schedule.value, seed=seed,
+                    batch_size=batch_size, lr=lr, lr_schedule=lr_schedule.value,
+                    weight_decay=weight_decay, seed=seed,
                     bucket_window=bucket_window, ema_decay=ema_decay,
                     accelerator=accelerator,
                     devices=int(devices) if devices.isdigit() else devices, strategy=strategy,

@@ -150,7 +150,8 @@ class TrainConfig(_Config):
     # averaged weights it tested NDCG@10 0.0374 against constant's 0.0377 (README), so the
     # default stays constant.
     lr_schedule: str = Field("constant", pattern="^(constant|cosine)$")
-    weight_decay: float = 0.0
+    # AdamW's decoupled decay, on weight matrices and embeddings only (module.make_optimizer).
+    weight_decay: float = Field(0.0, ge=0.0)
     # Early stopping on validation NDCG@10.
     patience: int = 3
     seed: int = 42

@@ -63,7 +63,12 @@ class SeqRecModule(pl.LightningModule):
             self.log(f"val/hr_at_{k}", M.hit_rate(ranks, k), batch_size=n, sync_dist=True)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.train_cfg.lr, betas=(0.9, 0.98),
+        # Decay pulls weight matrices and embeddings towards 0; decaying LayerNorm gains and
+        # biases would only fight the normalisation (the convention of nanoGPT and others).
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2]},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.train_cfg.lr, betas=(0.9, 0.98),
                                  weight_decay=self.train_cfg.weight_decay)
 
     def configure_optimizers(self):
