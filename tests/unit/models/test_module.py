@@ -28,7 +28,7 @@ def test_decay_shrinks_an_embedding_that_gets_no_gradient():
     opt = module.make_optimizer()
     emb = module.net.items.id_emb.weight
     before = emb.detach().clone()
-    norms = [p for n, p in module.named_parameters() if p.dim() < 2]
+    norms = [p for p in module.parameters() if p.dim() < 2]
     norms_before = [p.detach().clone() for p in norms]
     for p in module.parameters():
         p.grad = torch.zeros_like(p)
