@@ -36,7 +36,15 @@ import numpy as np
 import pandas as pd
 
 from recsys import sql
-from recsys.config import EvalConfig, FeatureConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
+from recsys.config import (
+    EvalConfig,
+    FeatureConfig,
+    LrSchedule,
+    ModelConfig,
+    Paths,
+    TrackingConfig,
+    TrainConfig,
+)
 from recsys.data.features import build_features, read_store
 from recsys.data.ingest import ingest_frame
 from recsys.data.loaders import load
@@ -129,7 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+    ap.add_argument("--lr-schedule", choices=list(LrSchedule), default="constant",
                     help="constant, or cosine decay per step to 0 at --max-epochs.")
     ap.add_argument("--weight-decay", type=float, default=0.0,
                     help="AdamW weight decay on weight matrices and embeddings.")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from recsys.config import FeatureConfig, IngestConfig, Paths
+from recsys.config import FeatureConfig, IngestConfig, Loss, LrSchedule, Paths, Protocol
 
 app = typer.Typer(
     help="Real-time sequential recommender: ingest events, build features, train, serve.",
@@ -155,21 +155,6 @@ def features(
     typer.echo(json.dumps(summary.as_dict(), default=str, indent=2))
 
 
-class Protocol(StrEnum):
-    leave_last_out = "leave_last_out"
-    temporal = "temporal"
-
-
-class Loss(StrEnum):
-    softmax = "softmax"
-    sampled = "sampled"
-
-
-class LrSchedule(StrEnum):
-    constant = "constant"
-    cosine = "cosine"
-
-
 @app.command()
 def train(
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val NDCG@10).")]
@@ -226,10 +211,10 @@ def train(
     result = run_training(
         _paths(home),
         ModelConfig(d_model=d_model, n_blocks=blocks, n_heads=heads, max_len=max_len,
-                    dropout=dropout, loss=loss.value, n_negatives=negatives, use_text=text,
+                    dropout=dropout, loss=loss, n_negatives=negatives, use_text=text,
                     init_std=init_std or None),
-        TrainConfig(protocol=protocol.value, max_epochs=epochs, patience=patience,
-                    batch_size=batch_size, lr=lr, lr_schedule=lr_schedule.value,
+        TrainConfig(protocol=protocol, max_epochs=epochs, patience=patience,
+                    batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                     weight_decay=weight_decay, seed=seed,
                     bucket_window=bucket_window, ema_decay=ema_decay,
                     accelerator=accelerator,

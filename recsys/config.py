@@ -8,6 +8,7 @@ with ``Paths(root=tmp_path)``.
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,27 @@ def default_home() -> Path:
 def default_tracking_home() -> Path:
     """Folder of the local MLflow store: ``$RECSYS_TRACKING_HOME`` if set, else the project."""
     return Path(os.environ.get("RECSYS_TRACKING_HOME", ".")).resolve()
+
+
+class Loss(StrEnum):
+    """Training loss; one list of names shared by the config, the CLI and the benchmarks."""
+
+    softmax = "softmax"
+    sampled = "sampled"
+
+
+class Protocol(StrEnum):
+    """Evaluation split."""
+
+    leave_last_out = "leave_last_out"
+    temporal = "temporal"
+
+
+class LrSchedule(StrEnum):
+    """Learning-rate schedule over a full retrain."""
+
+    constant = "constant"
+    cosine = "cosine"
 
 
 class _Config(BaseModel):
@@ -132,14 +154,14 @@ class ModelConfig(_Config):
     use_event_types: bool = True
     # "softmax": full cross-entropy over the catalogue (best quality); "sampled": sampled
     # softmax with log-Q correction, for catalogues too large for a full softmax.
-    loss: str = Field("softmax", pattern="^(softmax|sampled)$")
+    loss: Loss = Loss.softmax
     n_negatives: int = 1024
 
 
 class TrainConfig(_Config):
     """How a full retrain runs. Every field is logged as an MLflow parameter."""
 
-    protocol: str = Field("leave_last_out", pattern="^(leave_last_out|temporal)$")
+    protocol: Protocol = Protocol.leave_last_out
     max_epochs: int = 30
     batch_size: int = 128
     # Higher than SASRec's 1e-3: with pre-norm blocks it converges in a third of the epochs
@@ -149,7 +171,7 @@ class TrainConfig(_Config):
     # take small steps (early stopping may end the run before the bottom). On Amazon Beauty with
     # averaged weights it tested NDCG@10 0.0374 against constant's 0.0377 (README), so the
     # default stays constant.
-    lr_schedule: str = Field("constant", pattern="^(constant|cosine)$")
+    lr_schedule: LrSchedule = LrSchedule.constant
     # AdamW's decoupled decay, on weight matrices and embeddings only (module.make_optimizer).
     weight_decay: float = Field(0.0, ge=0.0)
     # Early stopping on validation NDCG@10.
