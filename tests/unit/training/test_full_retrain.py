@@ -12,7 +12,16 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from recsys.config import EvalConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
+from recsys.config import (
+    EvalConfig,
+    Loss,
+    LrSchedule,
+    ModelConfig,
+    Paths,
+    Protocol,
+    TrackingConfig,
+    TrainConfig,
+)
 from recsys.data.features import build_features
 from recsys.data.ingest import ingest_frame
 from recsys.data.synthetic import generate, preset
@@ -142,7 +151,7 @@ def test_shipped_weights_are_the_validated_ones(store, ema_decay):
     assert res.valid[MODEL_NAME]["ndcg@10"] == pytest.approx(best, abs=1e-6)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("schedule", list(LrSchedule))
 def test_lr_schedule(store, schedule):
     """Cosine decays every step to 0 at max_epochs; constant keeps the configured rate."""
     paths, _ = store
@@ -180,7 +189,8 @@ def test_ddp_on_two_cpu_processes(store):
     assert np.isfinite(runs[0].data.metrics["test/seqrec/ndcg_at_10"])
 
 
-@pytest.mark.parametrize("protocol,loss", [("temporal", "softmax"), ("leave_last_out", "sampled")])
+@pytest.mark.parametrize("protocol,loss", [(Protocol.temporal, Loss.softmax),
+                                           (Protocol.leave_last_out, Loss.sampled)])
 def test_other_protocol_and_loss_train(store, protocol, loss):
     paths, _ = store
     res = train(paths, FAST_MODEL.model_copy(update={"loss": loss, "n_negatives": 32}),
