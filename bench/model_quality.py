@@ -137,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--batch-size", type=int, default=128,
+                    help="Sequences per optimizer step, for both models (SASRec's is 128).")
     ap.add_argument("--lr-schedule", choices=list(LrSchedule), default="constant",
                     help="constant, or cosine decay per step to 0 at --max-epochs.")
     ap.add_argument("--weight-decay", type=float, default=0.0,
@@ -198,7 +200,8 @@ def main() -> None:
                                     max_len=50, dropout=args.dropout,
                                     init_std=args.init_std or None, use_text=False,
                                     use_event_types=False)
-            train_cfg = TrainConfig(max_epochs=epochs, patience=patience, batch_size=128,
+            train_cfg = TrainConfig(max_epochs=epochs, patience=patience,
+                                    batch_size=args.batch_size,
                                     precision=args.precision, progress_bar=False, lr=args.lr,
                                     lr_schedule=args.lr_schedule,
                                     popularity_window_days=None,
@@ -235,7 +238,7 @@ def main() -> None:
                                    str(folder), "--epochs", str(len(res.history)),
                                    "--d-model", str(args.d_model),
                                    "--heads", str(args.heads), "--dropout", str(args.dropout),
-                                   "--lr", str(args.lr),
+                                   "--lr", str(args.lr), "--batch-size", str(args.batch_size),
                                    *(["--filter-viewed"] if args.exclude_seen else [])],
                                   capture_output=True, text=True)
             if proc.returncode:
