@@ -143,6 +143,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="constant, or cosine decay per step to 0 at --max-epochs.")
     ap.add_argument("--weight-decay", type=float, default=0.0,
                     help="AdamW weight decay on weight matrices and embeddings.")
+    ap.add_argument("--label-smoothing", type=float, default=0.0,
+                    help="Share of the softmax target spread over all items.")
     ap.add_argument("--ema-decay", type=float, default=0.0,
                     help="Validate and test an exponential moving average of the weights "
                          "(decay per step, e.g. 0.999); 0 = the raw weights.")
@@ -199,7 +201,8 @@ def main() -> None:
             model_cfg = ModelConfig(d_model=args.d_model, n_blocks=args.blocks, n_heads=args.heads,
                                     max_len=50, dropout=args.dropout,
                                     init_std=args.init_std or None, use_text=False,
-                                    use_event_types=False)
+                                    use_event_types=False,
+                                    label_smoothing=args.label_smoothing)
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience,
                                     batch_size=args.batch_size,
                                     precision=args.precision, progress_bar=False, lr=args.lr,

@@ -185,6 +185,8 @@ def train(
     = Loss.softmax,
     negatives: Annotated[int, typer.Option(help="Negatives per batch for the sampled loss.")]
     = 1024,
+    label_smoothing: Annotated[float, typer.Option(
+        help="Share of the softmax target spread over all items (full softmax only).")] = 0.0,
     text: Annotated[bool, typer.Option(help="Use item text in the item tower.")] = True,
     protocol: Annotated[Protocol, typer.Option(help="Evaluation split.")]
     = Protocol.leave_last_out,
@@ -212,7 +214,7 @@ def train(
         _paths(home),
         ModelConfig(d_model=d_model, n_blocks=blocks, n_heads=heads, max_len=max_len,
                     dropout=dropout, loss=loss, n_negatives=negatives, use_text=text,
-                    init_std=init_std or None),
+                    init_std=init_std or None, label_smoothing=label_smoothing),
         TrainConfig(protocol=protocol, max_epochs=epochs, patience=patience,
                     batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                     weight_decay=weight_decay, seed=seed,

@@ -11,7 +11,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recsys.columns import EVENT_TYPES
 
@@ -156,6 +156,16 @@ class ModelConfig(_Config):
     # softmax with log-Q correction, for catalogues too large for a full softmax.
     loss: Loss = Loss.softmax
     n_negatives: int = 1024
+    # Share of the full softmax's target spread evenly over all items (F.cross_entropy's
+    # label_smoothing): a regulariser against over-confident scores on sparse data.
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _smoothing_needs_the_full_softmax(self) -> ModelConfig:
+        if self.label_smoothing and self.loss != Loss.softmax:
+            raise ValueError(f"label_smoothing={self.label_smoothing} needs loss='softmax', "
+                             f"not {self.loss.value!r}: sampled softmax sees only some items")
+        return self
 
 
 class TrainConfig(_Config):

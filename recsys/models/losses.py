@@ -28,8 +28,9 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, item_vectors, targets, chunk: int):
+    def forward(ctx, hidden, item_vectors, targets, chunk: int, smoothing: float):
         n, dev = hidden.shape[0], hidden.device
+        n_valid = item_vectors.shape[0] - 1  # every item but padding is a class
         # Under autocast the matmuls run in its dtype (bf16) and the softmax in fp32.
         dtype = (torch.get_autocast_dtype(dev.type) if torch.is_autocast_enabled(dev.type)
                  else torch.float32)
@@ -54,12 +55,18 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             p[:, 0] = float("-inf")  # padding is never a candidate
             rows = torch.arange(m, device=dev)
             target_logit = p[rows, t]
+            if smoothing:
+                # The smoothed target puts smoothing / n_valid on every item: its cross-entropy
+                # needs the mean logit, taken before the exponentials overwrite the logits.
+                target_logit = (1.0 - smoothing) * target_logit + smoothing * p[:, 1:].mean(1)
             peak = p.amax(dim=1, keepdim=True)
             p.sub_(peak).exp_()  # shifted exponentials, in place
             norm = p.sum(dim=1, keepdim=True)
             total += (peak.squeeze(1) + norm.log().squeeze(1) - target_logit).sum()
             p.div_(norm)
-            p[rows, t] -= 1.0  # d loss / d logits = softmax - one-hot
+            p[rows, t] -= 1.0 - smoothing  # d loss / d logits = softmax - (smoothed) one-hot
+            if smoothing:
+                p[:, 1:] -= smoothing / n_valid
             if p is not z:
                 z.copy_(p)
             torch.mm(z, v, out=grad_h[start:start + m])
@@ -73,25 +80,27 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx, grad_out):
         grad_h, grad_v = ctx.saved_tensors
         return (grad_h.mul(grad_out).to(ctx.dtypes[0]), grad_v.mul(grad_out).to(ctx.dtypes[1]),
-                None, None)
+                None, None, None)
 
 
 def full_softmax_loss(hidden: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor,
-                      chunk: int = 1024) -> torch.Tensor:
+                      chunk: int = 1024, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of each target against every item: ``hidden`` (N, d), ``targets`` (N,).
 
     The strongest known objective for SASRec (Klenitskiy & Vasilev, RecSys 2023); cost grows
-    with catalogue size, which is what the sampled variant is for.
+    with catalogue size, which is what the sampled variant is for. ``label_smoothing`` has
+    ``F.cross_entropy``'s meaning, over the items (padding is never a class).
     """
-    return _ChunkedSoftmaxCE.apply(hidden, item_vectors, targets, chunk)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    return _ChunkedSoftmaxCE.apply(hidden, item_vectors, targets, chunk, float(label_smoothing))
 
 
 def reference_softmax_loss(hidden: torch.Tensor, item_vectors: torch.Tensor,
-                           targets: torch.Tensor) -> torch.Tensor:
+                           targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """The textbook formulation, kept as the oracle the chunked one is tested against."""
-    logits = hidden @ item_vectors.T
-    logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits.float(), targets)
+    logits = hidden @ item_vectors[1:].T  # column j is item j + 1: padding is not a class
+    return F.cross_entropy(logits.float(), targets - 1, label_smoothing=label_smoothing)
 
 
 def sampled_softmax_loss(hidden: torch.Tensor, item_vectors: torch.Tensor, targets: torch.Tensor,

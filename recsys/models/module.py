@@ -40,7 +40,8 @@ class SeqRecModule(pl.LightningModule):
             keep = keep & batch["mask"][:, 1:]
         hidden, targets = hidden[keep], targets[keep]
         if self.model_cfg.loss == "softmax":
-            loss = full_softmax_loss(hidden, item_vectors, targets)
+            loss = full_softmax_loss(hidden, item_vectors, targets,
+                                     label_smoothing=self.model_cfg.label_smoothing)
         else:
             loss = sampled_softmax_loss(hidden, item_vectors, targets, self.log_q,
                                         self.model_cfg.n_negatives)

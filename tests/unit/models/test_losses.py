@@ -9,22 +9,37 @@ from recsys.models.losses import (
 )
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
 @pytest.mark.parametrize("chunk", [7, 64, 1000])
-def test_chunked_softmax_matches_the_textbook_loss_and_gradients(chunk):
+def test_chunked_softmax_matches_the_textbook_loss_and_gradients(chunk, smoothing):
     torch.manual_seed(0)
     h = torch.randn(100, 8, requires_grad=True)
     v = torch.randn(30, 8, requires_grad=True)
     t = torch.randint(1, 30, (100,))
-    loss = full_softmax_loss(h, v, t, chunk=chunk)
+    loss = full_softmax_loss(h, v, t, chunk=chunk, label_smoothing=smoothing)
     (2 * loss).backward()
     gh, gv = h.grad.clone(), v.grad.clone()
     h.grad = v.grad = None
-    ref = reference_softmax_loss(h, v, t)
+    ref = reference_softmax_loss(h, v, t, label_smoothing=smoothing)
     (2 * ref).backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
     torch.testing.assert_close(gh, h.grad)
     torch.testing.assert_close(gv, v.grad)
     assert gv[0].abs().sum() == 0  # padding gets no gradient
+
+
+def test_label_smoothing_outside_0_1_is_refused():
+    h, v, t = torch.randn(4, 8), torch.randn(10, 8), torch.randint(1, 10, (4,))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        full_softmax_loss(h, v, t, label_smoothing=1.0)
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_model():
+    # A model sure of the target pays for the mass smoothing puts on every other item.
+    v = torch.eye(5, 5) * 20
+    h, t = v[[1, 2, 3]], torch.tensor([1, 2, 3])
+    plain, smoothed = (full_softmax_loss(h, v, t, label_smoothing=s).item() for s in (0.0, 0.1))
+    assert plain < 1e-3 < smoothed
 
 
 def test_chunked_softmax_under_bf16_autocast_is_close():
