@@ -86,7 +86,8 @@ def main() -> None:
     SeqRecModule.log = lambda *a, **k: None  # no trainer attached in this micro-benchmark
     try:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"avx512_bf16={torch.cpu._is_avx512_bf16_supported()}", flush=True)
+              f"avx512_bf16={torch.cpu._is_avx512_bf16_supported()}, "
+              f"amx={torch.cpu._is_amx_tile_supported()}", flush=True)
         for label, n_items, mean_len in (("synthetic-small (2k items, long seqs)", 2000, 40),
                                          ("beauty-like (55k items, short seqs)", 55000, 8)):
             with torch_dropout():

@@ -9,10 +9,14 @@ def no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
-@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16-mixed"), (False, "32-true")])
-def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, no_cuda, native_bf16, expected):
-    # Emulated bf16 (AVX2-only CPUs) is several times slower than fp32, so auto must not pick it.
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16)
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [
+    (True, True, "bf16-mixed"),
+    (False, True, "32-true"),   # AVX-512 BF16 without AMX: bf16 measured slower than fp32
+    (False, False, "32-true"),  # AVX2 only: emulated bf16 is several times slower
+])
+def test_auto_precision_on_cpu_needs_amx(monkeypatch, no_cuda, amx, avx512_bf16, expected):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     assert resolve_precision("auto", "auto") == expected
     assert resolve_precision("auto", "cpu") == expected
 
@@ -27,7 +31,7 @@ def test_auto_precision_on_cuda(monkeypatch):
 
 def test_auto_precision_asked_for_cpu_ignores_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert resolve_precision("auto", "cpu") == "32-true"
 
 
