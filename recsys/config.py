@@ -195,7 +195,7 @@ class TrainConfig(_Config):
     accelerator: str = "auto"
     devices: int | str = "auto"
     strategy: str = "auto"
-    # "auto": bf16 mixed precision on CUDA and on CPUs with AMX tiles, else fp32 (trainer.py says why).
+    # "auto": bf16 mixed precision on CUDA and on CPUs with AMX tiles, else fp32 (see trainer.py).
     precision: str = "auto"
     # Limit validation to this many users per epoch (0 = all); the test set is always complete.
     max_val_users: int = 0
