@@ -19,9 +19,9 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     """Resolve ``auto``: bf16 mixed precision on CUDA and on CPUs with AMX tiles, else fp32.
 
     ``bench/train_step.py`` measured bf16 autocast faster than fp32 only on a CPU with AMX.
-    AVX-512 BF16 alone is not enough: on a Xeon with it but without AMX, bf16 ran at
-    0.64-0.85x fp32's speed (0.86-0.93x on an AMX Xeon with oneDNN capped by
-    ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``), and on AVX2-only CPUs (emulated bf16) at 0.08-0.15x.
+    AVX-512 BF16 alone is not enough: with oneDNN held to it on an AMX Xeon
+    (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``), bf16 ran at 0.86-0.93x fp32's speed, and on
+    AVX2-only CPUs (emulated bf16) at 0.08-0.15x.
     """
     if precision != "auto":
         return precision
