@@ -34,7 +34,7 @@ def make_batch(n_items: int, batch: int, max_len: int, mean_len: float, gen: tor
 
 
 def trim_batch(batch):
-    from recsys.evaluation.evaluator import trim
+    from recsys.data.containers import trim
 
     items, types = trim(batch["items"], batch["types"])
     return {"items": items, "types": types}

@@ -7,8 +7,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from recsys.data.containers import EvalSet, trim
 from recsys.data.sequences import TrainingData
-from recsys.evaluation.evaluator import EvalSet, trim
 
 
 class SequenceRows(Dataset):

@@ -22,8 +22,8 @@ import torch
 from recsys import sql
 from recsys.config import Paths, UpdateConfig
 from recsys.data import features, text
+from recsys.data.containers import EvalSet
 from recsys.data.sequences import pad_left
-from recsys.evaluation.evaluator import EvalSet
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import torch
 
 from recsys import sql
 from recsys.data import features
+from recsys.data.containers import Catalogue, EvalSet
 from recsys.data.text import text_matrix
-from recsys.evaluation.evaluator import Catalogue, EvalSet
 
 
 def pad_left(lists: pa.ChunkedArray | pa.ListArray, width: int, dtype=np.int64) -> np.ndarray:

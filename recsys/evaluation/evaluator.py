@@ -8,8 +8,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from recsys import metrics as M
 from recsys.config import EvalConfig
-from recsys.evaluation import metrics as M
+from recsys.data.containers import Catalogue, EvalSet, trim
+from recsys.models.seqrec import SeqRec
 
 
 class Recommender(Protocol):
@@ -21,60 +23,60 @@ class Recommender(Protocol):
 
 
 @dataclass
-class EvalSet:
-    """Held-out next items: one row per user, history left-padded to a common width."""
+class Ranked:
+    """Where one model put each case's target, and what it put first."""
 
-    items: torch.Tensor  # (N, L) int64, 0 = padding
-    types: torch.Tensor  # (N, L) int64
-    target: torch.Tensor  # (N,) int64
-    user_idx: np.ndarray
+    ranks: np.ndarray  # (N,) 1-based rank of each target in the full catalogue
+    top: np.ndarray  # (N, k) item indices of each case's top-k list, best first
 
-    def __len__(self) -> int:
-        return len(self.target)
+    def ndcg_gains(self, k: int) -> np.ndarray:
+        """Per-case NDCG@K, ``(N,)``, for paired comparisons."""
+        return M.ndcg_gains(self.ranks, k)
 
-    def subset(self, index: np.ndarray | slice) -> EvalSet:
-        return EvalSet(self.items[index], self.types[index], self.target[index],
-                       self.user_idx[index])
-
-
-@dataclass
-class Catalogue:
-    """What beyond-accuracy metrics need to know about items, from training data only."""
-
-    n_items: int
-    counts: np.ndarray  # (n_items + 1,) training interactions per item
-    category: np.ndarray  # (n_items + 1,) category code, -1 unknown
-
-    @property
-    def p_item(self) -> np.ndarray:
-        # Laplace-smoothed so never-seen items have finite self-information.
-        return (self.counts + 1.0) / (self.counts.sum() + self.n_items + 1.0)
+    def hits(self, k: int) -> np.ndarray:
+        """Per-case hit at K, ``(N,)`` booleans."""
+        return self.ranks <= k
 
 
-def trim(items: torch.Tensor, types: torch.Tensor | None = None):
-    """Drop padding columns every row shares, so no work is spent on them."""
-    nonpad = (items > 0).any(0).nonzero()
-    start = int(nonpad[0]) if len(nonpad) else items.shape[1] - 1
-    return items[:, start:], (types[:, start:] if types is not None else None)
-
-
-def mask_seen(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Scores with every item of the history set to -inf (in place; padding stays -inf)."""
-    scores.scatter_(1, items, float("-inf"))
-    return scores
-
-
-def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1-based rank of each target; ties count against it, so a constant scorer ranks last.
-
-    A target that was masked as already seen scores -inf and so ranks last: excluding seen
-    items costs a model every re-consumption it would have predicted.
-    """
-    t = scores.gather(1, target[:, None])
-    return (scores >= t).sum(1).clamp(min=1)
+def _batch_scorer(model: Recommender):
+    """``score(items, types)`` that computes a network's item tower once, not per batch."""
+    if isinstance(model, SeqRec):
+        vectors = model.items()
+        return lambda items, types: model.score(items, types, vectors)
+    return model.score
 
 
 @torch.no_grad()
+def rank_cases(model: Recommender, data: EvalSet, k: int, batch_size: int = 512,
+               device: torch.device | str = "cpu", exclude_seen: bool = False) -> Ranked:
+    """Rank every case's target over the whole catalogue, batch by batch, and keep the top-k.
+
+    Robust to a model older than the data: history items it has no row for
+    (index > ``model.n_items``) are dropped, a target it has no row for ranks last (a miss),
+    and NaN scores rank last. With ``exclude_seen`` the history's items cannot be recommended.
+    """
+    n_known = getattr(model, "n_items", None)
+    score = _batch_scorer(model)
+    ranks, tops = [], []
+    for start in range(0, len(data), batch_size):
+        batch = data.subset(slice(start, start + batch_size))
+        items, types = trim(batch.items.to(device), batch.types.to(device))
+        if n_known is not None:
+            items = items.masked_fill(items > n_known, 0)  # items newer than the model
+        scores = torch.nan_to_num(score(items, types).float(), nan=float("-inf"))
+        if exclude_seen:
+            M.mask_seen(scores, items)
+        n_items = scores.shape[1] - 1
+        target = batch.target.to(device)
+        known = target <= n_items
+        rank = M.target_ranks(scores, target.clamp(max=n_items))
+        ranks.append(torch.where(known, rank, torch.full_like(rank, n_items + 1)).cpu())
+        tops.append(scores.topk(min(k, n_items), dim=1).indices.cpu())
+    if not ranks:
+        return Ranked(np.zeros(0, dtype=np.int64), np.zeros((0, k), dtype=np.int64))
+    return Ranked(torch.cat(ranks).numpy(), torch.cat(tops).numpy())
+
+
 def evaluate(model: Recommender, data: EvalSet, catalogue: Catalogue, cfg: EvalConfig,
              device: torch.device | str = "cpu") -> dict[str, float]:
     """Accuracy at every K (HR = Recall, NDCG, MRR, Precision) and beyond-accuracy figures.
@@ -82,18 +84,8 @@ def evaluate(model: Recommender, data: EvalSet, catalogue: Catalogue, cfg: EvalC
     Beyond accuracy: coverage, novelty, intra-list diversity by category and average
     popularity of the top-K lists.
     """
-    kmax = max(cfg.ks)
-    ranks, tops = [], []
-    for start in range(0, len(data), cfg.batch_size):
-        batch = data.subset(slice(start, start + cfg.batch_size))
-        items, types = trim(batch.items.to(device), batch.types.to(device))
-        scores = model.score(items, types).float()
-        if cfg.exclude_seen:
-            mask_seen(scores, items)
-        ranks.append(target_ranks(scores, batch.target.to(device)).cpu())
-        tops.append(scores.topk(kmax, dim=1).indices.cpu())
-    r = torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
-    top = torch.cat(tops).numpy() if tops else np.zeros((0, kmax), dtype=np.int64)
+    ranked = rank_cases(model, data, max(cfg.ks), cfg.batch_size, device, cfg.exclude_seen)
+    r, top = ranked.ranks, ranked.top
     out: dict[str, float] = {"n_users": float(len(r))}
     for k in cfg.ks:
         out[f"hr@{k}"] = M.hit_rate(r, k)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from recsys.config import ModelConfig
-from recsys.evaluation.evaluator import EvalSet
+from recsys.data.containers import EvalSet
 from recsys.models.seqrec import SeqRec
 
 WEIGHTS = "model.safetensors"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from recsys import metrics as M
 from recsys.config import ModelConfig, TrainConfig
-from recsys.evaluation import metrics as M
-from recsys.evaluation.evaluator import mask_seen, target_ranks
 from recsys.models.losses import full_softmax_loss, proposal_log_q, sampled_softmax_loss
 from recsys.models.seqrec import SeqRec
 
@@ -55,8 +54,8 @@ class SeqRecModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         scores = self.net.score(batch["items"], batch["types"])
         if self.exclude_seen:
-            mask_seen(scores, batch["items"])
-        ranks = target_ranks(scores, batch["target"]).cpu().numpy()
+            M.mask_seen(scores, batch["items"])
+        ranks = M.target_ranks(scores, batch["target"]).cpu().numpy()
         n = len(ranks)
         for k in (10, 20):
             self.log(f"val/ndcg_at_{k}", M.ndcg(ranks, k), batch_size=n, sync_dist=True,

@@ -1,7 +1,9 @@
 """Ranking metrics for next-item prediction with one held-out target per user.
 
-Every function takes ``ranks``: the 1-based position of each user's target in a full ranking of
-the catalogue (ties counted against the target, so a constant scorer earns nothing).
+``target_ranks`` turns a score matrix into ranks (``mask_seen`` first, to rank only items not
+yet in the history); every metric function takes ``ranks``: the 1-based position of each
+user's target in a full ranking of the catalogue (ties counted against the target, so a
+constant scorer earns nothing).
 
 >>> import numpy as np
 >>> ranks = np.array([1, 3, 11])
@@ -18,6 +20,27 @@ the catalogue (ties counted against the target, so a constant scorer earns nothi
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+
+def mask_seen(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Scores with every item of the history set to -inf (in place; padding stays -inf)."""
+    scores.scatter_(1, items, float("-inf"))
+    return scores
+
+
+def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1-based rank of each target; ties count against it, so a constant scorer ranks last.
+
+    A target that was masked as already seen scores -inf and so ranks last: excluding seen
+    items costs a model every re-consumption it would have predicted.
+
+    >>> scores = torch.tensor([[float("-inf"), 1.0, 1.0], [float("-inf"), 3.0, 2.0]])
+    >>> target_ranks(scores, torch.tensor([2, 2])).tolist()
+    [2, 2]
+    """
+    t = scores.gather(1, target[:, None])
+    return (scores >= t).sum(1).clamp(min=1)
 
 
 def hit_rate(ranks: np.ndarray, k: int) -> float:
