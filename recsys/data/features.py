@@ -22,9 +22,9 @@ from recsys import columns as C
 from recsys import sql
 from recsys.config import FeatureConfig, Paths
 from recsys.data import text
-from recsys.data.files import file_lock
 from recsys.data.landing import LandingZone, part_seq
 from recsys.faults import crash_point
+from recsys.files import file_lock
 from recsys.timeutil import LapClock
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ import pyarrow.compute as pc
 from recsys import columns as C
 from recsys import sql
 from recsys.config import IngestConfig, Paths
-from recsys.data.files import StorageError
 from recsys.data.landing import LandingZone, Writer
 from recsys.data.readers import IngestError, Malformed, RawChunk, _text, read_chunks
 from recsys.faults import crash_point
+from recsys.files import StorageError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from recsys.config import Paths
-from recsys.data.files import atomic_write_parquet, file_lock, remove_stale_temp_files
+from recsys.files import atomic_write_parquet, file_lock, remove_stale_temp_files
 
 _PART_RE = re.compile(r"^part-(\d{12})\.parquet$")
 

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 from recsys import sql
 from recsys.config import Paths, ScoreConfig, TrackingConfig
 from recsys.data.features import read_store
-from recsys.data.files import TMP_PREFIX, file_lock, remove_stale_temp_files
 from recsys.data.sequences import pad_left
 from recsys.faults import crash_point
+from recsys.files import TMP_PREFIX, file_lock, remove_stale_temp_files
 from recsys.registry.registry import Registry
 from recsys.scoring.scorer import Scorer
 from recsys.scoring.topk import ItemIndex

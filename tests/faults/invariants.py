@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 
 from recsys import sql
 from recsys.data.features import read_store
-from recsys.data.files import TMP_PREFIX
 from recsys.data.landing import LandingZone
+from recsys.files import TMP_PREFIX
 from recsys.scoring.scorer import Scorer
 
 KEY = ["user_id", "item_id", "event_type", "ts"]

@@ -4,7 +4,7 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from recsys.data.files import LockTimeout, StorageError
+from recsys.files import LockTimeout, StorageError
 from recsys.orchestration import retry_on_io, started_late
 
 

@@ -226,7 +226,7 @@ def test_disk_full_or_permission_denied_is_a_clear_error_with_no_partial_data(
         paths, tmp_path, monkeypatch, failure):
     import errno
 
-    from recsys.data import files
+    from recsys import files
 
     first = tmp_path / "first.csv"
     _frame(5, "a").to_csv(first, index=False)

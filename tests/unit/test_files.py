@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.data import files
-from recsys.data.files import LockTimeout, atomic_write_parquet, file_lock
+from recsys import files
 from recsys.data.landing import LandingZone, list_parts, part_name
+from recsys.files import LockTimeout, atomic_write_parquet, file_lock
 
 
 def _die_mid_write(dest: str) -> None:
