@@ -9,8 +9,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from recsys.config import Paths
-from recsys.data.ingest import IngestReport, ingest_paths
-from recsys.orchestration import ingest_markdown, retry_on_io
+from recsys.data.ingest import IngestReport, ingest_paths, reports_markdown
+from recsys.orchestration import retry_on_io
 
 
 @task(name="land files", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_on_io,
@@ -23,7 +23,7 @@ def land_files(files: list[str], kind: str) -> list[IngestReport]:
 def ingest(files: list[str], kind: Literal["events", "items"] = "events") -> dict[str, int]:
     """Validate and land event or catalogue files (CSV, Parquet, JSON lines, or folders)."""
     reports = land_files(files, kind)
-    create_markdown_artifact(key="ingest", markdown=ingest_markdown(reports),
+    create_markdown_artifact(key="ingest", markdown=reports_markdown(reports),
                              description="rows accepted and quarantined per file")
     for report in reports:
         print(report.summary())

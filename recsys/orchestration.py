@@ -1,15 +1,12 @@
 """What the Prefect flows need beyond the library calls themselves, kept testable here.
 
 Flows in ``flows/`` stay declarative; the rules they apply (when a scheduled run is too late
-to be worth running, what a run summary says) live in this module.
+to be worth running, which failures are worth a retry) live in this module.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-
-from recsys.data.ingest import IngestReport
 
 # Global concurrency limit held while aliases may move: by every micro-batch update, and by a
 # full retrain while it gates and promotes. Created by `recsys stack up`.
@@ -30,20 +27,6 @@ def started_late(scheduled: dt.datetime | None, now: dt.datetime | None = None,
     if scheduled.tzinfo is None:
         scheduled = scheduled.replace(tzinfo=dt.UTC)
     return (now - scheduled).total_seconds() > max_delay_s
-
-
-def ingest_markdown(reports: Iterable[IngestReport]) -> str:
-    """Accepted / quarantined counts per source, for the run's artifact."""
-    lines = ["| source | rows read | accepted | duplicates dropped | quarantined | reasons |",
-             "|---|---|---|---|---|---|"]
-    for r in reports:
-        if r.error:
-            lines.append(f"| {r.source} | — | — | — | — | REJECTED: {r.error} |")
-            continue
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r.quarantined.items()))
-        lines.append(f"| {r.source} | {r.rows_read:,} | {r.accepted:,} | "
-                     f"{r.duplicates_dropped:,} | {r.n_quarantined:,} | {reasons} |")
-    return "\n".join(lines)
 
 
 def retry_on_io(task, task_run, state) -> bool:

@@ -32,6 +32,7 @@ from recsys.data.landing import LandingZone, Writer
 from recsys.data.readers import IngestError, Malformed, RawChunk, _text, read_chunks
 from recsys.faults import crash_point
 from recsys.files import StorageError
+from recsys.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,18 @@ class IngestReport:
         )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+def reports_markdown(reports: Iterable[IngestReport]) -> str:
+    """Accepted / quarantined counts per source as a Markdown table, for a run's artifact."""
+    lines = ["| source | rows read | accepted | duplicates dropped | quarantined | reasons |",
+             "|---|---|---|---|---|---|"]
+    for r in reports:
+        if r.error:
+            lines.append(f"| {r.source} | — | — | — | — | REJECTED: {r.error} |")
+            continue
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r.quarantined.items()))
+        lines.append(f"| {r.source} | {r.rows_read:,} | {r.accepted:,} | "
+                     f"{r.duplicates_dropped:,} | {r.n_quarantined:,} | {reasons} |")
+    return "\n".join(lines)
 
 
 class Ingestor:
@@ -90,13 +101,13 @@ class Ingestor:
 
     # ------------------------------------------------------------- events
     def ingest_event_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
-        now = _now()
+        now = utc_now()
         seq = self.writer.allocate()
         self.con.register("raw_events", _numbered(chunk))
         checked = sql.query(
             self.con, "validate_events", now=now,
             max_future_seconds=self.config.max_future_seconds, min_ts=self.config.min_ts,
-            max_id_len=self.config.max_id_len, event_types=list(self.config.event_types),
+            max_id_len=self.config.max_id_len, event_types=list(C.EVENT_TYPES),
         ).to_arrow_table()
         self.con.unregister("raw_events")
         crash_point("ingest.after_validate")
@@ -154,7 +165,7 @@ class Ingestor:
 
     # -------------------------------------------------------------- items
     def ingest_item_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
-        now = _now()
+        now = utc_now()
         seq = self.writer.allocate()
         self.con.register("raw_items", _numbered(chunk))
         parts = self.zone.item_parts()

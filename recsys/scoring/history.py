@@ -16,8 +16,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recsys import privacy, sql
-from recsys.config import Paths
+from recsys import sql
+from recsys.config import FeatureConfig, Paths
+from recsys.data import forget_log
 from recsys.data.landing import LandingZone, part_seq
 
 
@@ -38,9 +39,10 @@ class History:
 
 class RecentHistories:
     def __init__(self, paths: Paths, max_len: int = 50, popular_n: int = 100,
-                 popular_window_days: float = 7.0):
+                 popular_window_days: float | None = None):
         self.zone = LandingZone(paths)
-        self.max_len, self.popular_n, self.window = max_len, popular_n, popular_window_days
+        self.max_len, self.popular_n = max_len, popular_n
+        self.window = popular_window_days or FeatureConfig().popularity_window_days
         self.users: dict[str, History] = {}
         self.popular: list[str] = []
         self.seq = 0  # highest landing part read
@@ -55,7 +57,7 @@ class RecentHistories:
     def forget(self, user_hashes: set[str]) -> int:
         """Drop users whose id hashes to one of ``user_hashes`` (forget-user requests)."""
         with self._lock:
-            gone = [u for u in self.users if privacy.user_hash(u) in user_hashes]
+            gone = [u for u in self.users if forget_log.user_hash(u) in user_hashes]
             for u in gone:
                 del self.users[u]
         return len(gone)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from recsys import privacy
 from recsys.config import Paths, TrackingConfig
+from recsys.data import forget_log
 from recsys.registry.registry import Registry
 from recsys.scoring.batching import RequestBatcher
 from recsys.scoring.history import RecentHistories
@@ -84,7 +84,7 @@ class ChampionFollower:
                 self.histories = RecentHistories(self.paths, max_len=max_len)
             else:
                 self.histories.refresh()
-            if (forgotten := privacy.forgotten_hashes(self.paths)) - self.forgotten:
+            if (forgotten := forget_log.forgotten_hashes(self.paths)) - self.forgotten:
                 dropped = self.histories.forget(forgotten - self.forgotten)
                 self.forgotten |= forgotten
                 log.info("forget-user: dropped %d users from memory", dropped)

@@ -12,8 +12,8 @@ from recsys.data.microbatch import extract, plan_batch, refresh
 from recsys.data.sequences import load_training_data
 from recsys.data.status import status_report
 from recsys.data.synthetic import generate, preset
+from recsys.forget import forget_user
 from recsys.models.baselines import ItemCF
-from recsys.privacy import forget_user
 from recsys.scoring.history import RecentHistories
 from tests.unit.data.test_features import downgrade_events_to_v1
 

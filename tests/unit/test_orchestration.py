@@ -1,11 +1,18 @@
 import datetime as dt
+import doctest
 
 import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
+from recsys import orchestration
 from recsys.files import LockTimeout, StorageError
 from recsys.orchestration import retry_on_io, started_late
+
+
+def test_doctests():
+    result = doctest.testmod(orchestration)
+    assert result.attempted >= 2 and result.failed == 0
 
 
 class State:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import duckdb
 import pandas as pd
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.config import IngestConfig
-from recsys.data.ingest import ingest_frame, ingest_paths
+from recsys.data.ingest import IngestReport, ingest_frame, ingest_paths, reports_markdown
 from recsys.data.landing import LandingZone
 
 HEADER = "event_id,user_id,item_id,event_type,ts,value\n"
@@ -150,6 +151,23 @@ def test_a_rejected_file_does_not_stop_the_others(tmp_path, paths):
     good.write_text(HEADER + ",u1,i1,view,2024-01-01,\n")
     r1, r2 = ingest_paths([bad, good], data_paths=paths)
     assert r1.error and not r2.error and r2.accepted == 1
+
+
+def test_reports_markdown_has_one_row_per_source():
+    ok = IngestReport("a.csv", rows_read=1200, accepted=1000, duplicates_dropped=150,
+                      quarantined=Counter({"bad_timestamp": 30, "missing_field": 20}))
+    bad = IngestReport("b.csv", error="not a CSV file")
+    header, rule, row_ok, row_bad = reports_markdown([ok, bad]).splitlines()
+    assert header.startswith("| source |") and rule.startswith("|---|")
+    assert row_ok == ("| a.csv | 1,200 | 1,000 | 150 | 50 | "
+                      "bad_timestamp: 30, missing_field: 20 |")
+    assert row_bad == "| b.csv | — | — | — | — | REJECTED: not a CSV file |"
+
+
+def test_event_types_are_fixed_not_configurable():
+    # The SQL enum and the model's event-type embedding fix the five types.
+    with pytest.raises(ValueError, match="event_types"):
+        IngestConfig(event_types=("view",))
 
 
 def test_jsonl_and_parquet_inputs(tmp_path, paths):

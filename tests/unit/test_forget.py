@@ -5,9 +5,10 @@ import pyarrow.parquet as pq
 
 from recsys.config import ScoreConfig, TrackingConfig
 from recsys.data.features import read_store
+from recsys.data.forget_log import TAG, log_path, user_hash
 from recsys.data.ingest import ingest_frame
 from recsys.data.landing import LandingZone
-from recsys.privacy import TAG, forget_user, log_path, user_hash
+from recsys.forget import forget_user
 from recsys.scoring.batch import read_recommendations, score_users
 from recsys.scoring.service import ChampionFollower
 from recsys.training.update import update
@@ -19,26 +20,20 @@ def landed_events(paths) -> pd.DataFrame:
 
 
 def user_index(paths, user_id: str) -> int:
-    con = read_store(paths)
-    try:
+    with read_store(paths) as con:
         return con.execute("SELECT user_idx FROM user_map WHERE user_id = $u",
                            {"u": user_id}).fetchone()[0]
-    finally:
-        con.close()
 
 
 def store_rows(paths, user_id: str, user_idx: int) -> dict:
     """The user's rows in the store; events know them by index only, which outlives the map."""
-    con = read_store(paths)
-    try:
+    with read_store(paths) as con:
         return {
             "events": con.execute("SELECT count(*) FROM events WHERE user_idx = $i",
                                   {"i": user_idx}).fetchone()[0],
             "user_map": con.execute("SELECT count(*) FROM user_map WHERE user_id = $u",
                                     {"u": user_id}).fetchone()[0],
         }
-    finally:
-        con.close()
 
 
 def test_forget_user_removes_their_data_everywhere_and_flags_models(world):
@@ -91,7 +86,6 @@ def test_forget_user_removes_their_data_everywhere_and_flags_models(world):
     result = update(paths)
     assert result.version is not None
     assert report.request_id in world.registry.get(result.version).tags[TAG]
-
 
 
 def test_the_next_full_retrain_is_clean(world):
