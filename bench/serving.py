@@ -196,8 +196,7 @@ def main() -> None:
         print(f"set-up: {args.items:,} items, {args.users:,} users "
               f"({time.perf_counter() - t0:.0f} s); torch threads {torch.get_num_threads()}")
         registry = Registry(paths, TrackingConfig())
-        with registry.model_folder(registry.champion().version) as folder:
-            scorer = Scorer.from_folder(folder)
+        scorer = Scorer.from_registry(registry)
         data = read_training_data(paths, TrainConfig(), scorer.net.cfg)
         histories = [[scorer.item_ids[i - 1] for i in row if i > 0]
                      for row in data.test.items[:500].tolist()]

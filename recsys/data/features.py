@@ -50,13 +50,10 @@ def open_store(paths: Paths, timeout: float = 600.0) -> Iterator[duckdb.DuckDBPy
     """Writer connection to the feature store, schema ensured, lock held."""
     paths.root.mkdir(parents=True, exist_ok=True)
     with file_lock(paths.features_db.with_suffix(".lock"), timeout=timeout):
-        con = sql.connect(paths.features_db)
-        try:
+        with sql.connect(paths.features_db) as con:
             sql.run(con, "features_schema")
             _migrate(con)
             yield con
-        finally:
-            con.close()
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:

@@ -99,6 +99,19 @@ class Ingestor:
     def close(self) -> None:
         self.con.close()
 
+    def __enter__(self) -> Ingestor:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def ingest_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
+        """Validate and publish one chunk of the report's kind (events or items)."""
+        if report.kind == "events":
+            self.ingest_event_chunk(chunk, source, report)
+        else:
+            self.ingest_item_chunk(chunk, source, report)
+
     # ------------------------------------------------------------- events
     def ingest_event_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
         now = utc_now()
@@ -295,36 +308,29 @@ def ingest_paths(
     required = C.REQUIRED_EVENT_COLUMNS if kind == "events" else (C.ITEM_ID,)
     columns = EVENT_RAW_COLUMNS if kind == "events" else ITEM_RAW_COLUMNS
     reports = []
-    with zone.writer() as writer:
-        ingestor = Ingestor(writer, config)
-        try:
-            for path in _expand(paths):
-                report = IngestReport(source=str(path), kind=kind)
-                try:
-                    chunks = read_chunks(Path(path), columns, required, chunk_rows)
-                    if progress:
-                        from tqdm import tqdm
+    with zone.writer() as writer, Ingestor(writer, config) as ingestor:
+        for path in _expand(paths):
+            report = IngestReport(source=str(path), kind=kind)
+            try:
+                chunks = read_chunks(Path(path), columns, required, chunk_rows)
+                if progress:
+                    from tqdm import tqdm
 
-                        chunks = tqdm(chunks, desc=f"ingest {Path(path).name}", unit="chunk")
-                    for chunk in chunks:
-                        if kind == "events":
-                            ingestor.ingest_event_chunk(chunk, str(path), report)
-                        else:
-                            ingestor.ingest_item_chunk(chunk, str(path), report)
-                except (IngestError, duckdb.Error, pa.ArrowException) as exc:
-                    report.error = str(exc) if isinstance(exc, IngestError) else f"{path}: {exc}"
-                except StorageError as exc:
-                    # The disk is full or not writable: later files would fail the same way.
-                    report.error = (f"{path}: {exc.strerror} (rows counted above landed; the "
-                                    "rest did not: ingest the file again once fixed, nothing "
-                                    "lands twice)")
-                    log.error(report.summary())
-                    reports.append(report)
-                    break
-                log.info(report.summary())
+                    chunks = tqdm(chunks, desc=f"ingest {Path(path).name}", unit="chunk")
+                for chunk in chunks:
+                    ingestor.ingest_chunk(chunk, str(path), report)
+            except (IngestError, duckdb.Error, pa.ArrowException) as exc:
+                report.error = str(exc) if isinstance(exc, IngestError) else f"{path}: {exc}"
+            except StorageError as exc:
+                # The disk is full or not writable: later files would fail the same way.
+                report.error = (f"{path}: {exc.strerror} (rows counted above landed; the "
+                                "rest did not: ingest the file again once fixed, nothing "
+                                "lands twice)")
+                log.error(report.summary())
                 reports.append(report)
-        finally:
-            ingestor.close()
+                break
+            log.info(report.summary())
+            reports.append(report)
     return reports
 
 
@@ -369,17 +375,10 @@ def ingest_frame(
     strings_table = pa.table(strings)
     zone = LandingZone(data_paths or Paths())
     report = IngestReport(source=source, kind=kind)
-    with zone.writer() as writer:
-        ingestor = Ingestor(writer, config or IngestConfig())
-        try:
-            for start in range(0, max(strings_table.num_rows, 1), chunk_rows):
-                chunk = RawChunk(strings_table.slice(start, chunk_rows), start + 1)
-                if kind == "events":
-                    ingestor.ingest_event_chunk(chunk, source, report)
-                else:
-                    ingestor.ingest_item_chunk(chunk, source, report)
-        finally:
-            ingestor.close()
+    with zone.writer() as writer, Ingestor(writer, config or IngestConfig()) as ingestor:
+        for start in range(0, max(strings_table.num_rows, 1), chunk_rows):
+            chunk = RawChunk(strings_table.slice(start, chunk_rows), start + 1)
+            ingestor.ingest_chunk(chunk, source, report)
     return report
 
 

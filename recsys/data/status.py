@@ -14,11 +14,8 @@ def quarantine_counts(paths: Paths) -> dict[str, int]:
     parts = LandingZone(paths).quarantine_parts()
     if not parts:
         return {}
-    con = sql.connect()
-    try:
+    with sql.connect() as con:
         rows = sql.query(con, "quarantine_counts", files=[str(p) for p in parts]).fetchall()
-    finally:
-        con.close()
     return dict(rows)
 
 
@@ -39,10 +36,8 @@ def status_report(paths: Paths) -> str:
         except duckdb.IOException as exc:  # a writer holds it right now
             lines.append(f"features: busy ({exc})")
         else:
-            try:
+            with con:
                 s = summarize(con)
-            finally:
-                con.close()
             lines.append(
                 f"features: watermark {s.watermark}, {s.events:,} events, {s.users:,} users, "
                 f"{s.items:,} items ({s.items_with_text:,} with text), {s.first_ts} .. {s.last_ts}"

@@ -44,12 +44,9 @@ class ItemCF:
     def fit(cls, train_sequences: pa.Table, n_items: int, popularity: np.ndarray, window: int = 3,
             top_n: int = 100) -> ItemCF:
         """Count co-occurrences in DuckDB (``sql/item_cooccurrence.sql``) over training data."""
-        con = sql.connect()
-        try:
+        with sql.connect() as con:
             con.register("train_sequences", train_sequences)
             pairs = sql.query(con, "item_cooccurrence", window=window, top_n=top_n).to_arrow_table()
-        finally:
-            con.close()
         src = np.array(pairs["src"].to_numpy(), dtype=np.int64)  # copies: torch wants writable
         dst = np.array(pairs["dst"].to_numpy(), dtype=np.int64)
         w = np.array(pairs["weight"].to_numpy(), dtype=np.float32)

@@ -7,10 +7,11 @@ import math
 import torch
 from torch import nn
 
+from recsys.columns import EVENT_TYPES
 from recsys.models.blocks import Block, attention_mask
 from recsys.models.dropout import Dropout
 
-N_EVENT_TYPES = 6  # 0 padding, then view, click, cart, purchase, rating
+N_EVENT_TYPES = len(EVENT_TYPES) + 1  # 0 padding, then the types in columns.EVENT_TYPES order
 
 
 class ItemTower(nn.Module):

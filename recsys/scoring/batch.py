@@ -7,6 +7,7 @@ transaction, so memory is bounded by the chunk size and readers never see half a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -65,75 +66,92 @@ def _banned_items(items: pa.Table, cfg: ScoreConfig, n_items: int) -> torch.Tens
 
 def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
                 tracking_cfg: TrackingConfig | None = None) -> BatchScoreReport:
+    """Score every active user with the champion and swap the lists in atomically."""
     paths, cfg = paths or Paths(), cfg or ScoreConfig()
     t0 = time.perf_counter()
     registry = Registry(paths, tracking_cfg or TrackingConfig())
     champion = registry.champion()
     if champion is None:
         raise LookupError(f"{registry.name} has no champion to score with: run a full retrain")
-    with registry.model_folder(champion.version) as folder:
-        scorer = Scorer.from_folder(folder)
-    n_items, max_len = scorer.net.n_items, scorer.max_len
-    con = read_store(paths)
-    try:
-        users = sql.query(con, "active_user_sequences", window_days=cfg.window_days,
-                          max_len=max_len).to_arrow_table()
-        items = sql.query(con, "item_filters").to_arrow_table()
-    finally:
-        con.close()
-    catalogue = ItemIndex(scorer.item_vectors, _banned_items(items, cfg, n_items))
+    scorer = Scorer.from_registry(registry, champion.version)
+    users, items = _read_active_users(paths, cfg, scorer.max_len)
+    catalogue = ItemIndex(scorer.item_vectors, _banned_items(items, cfg, scorer.net.n_items))
     k = min(cfg.k, len(catalogue))
-    scored_at = utc_now()
     paths.recommendations_db.parent.mkdir(parents=True, exist_ok=True)
-    rows = 0
-    with file_lock(paths.recommendations_db.with_suffix(".lock"), timeout=600):
-        out = sql.connect(paths.recommendations_db)
-        try:
-            sql.run(out, "recommendations_staging")
-            chunks = range(0, users.num_rows, cfg.chunk_size)
-            for start in tqdm(chunks, desc="batch scoring", unit="chunk",
-                              disable=not cfg.progress_bar):
-                chunk = users.slice(start, cfg.chunk_size)
-                items = torch.from_numpy(pad_left(chunk["item_seq"], max_len))
-                types = torch.from_numpy(pad_left(chunk["type_seq"], max_len))
-                unknown = items > n_items  # items newer than the model carry no meaning yet
-                items, types = items.masked_fill(unknown, 0), types.masked_fill(unknown, 0)
-                exclude = [items] if cfg.exclude_seen else []
-                if cfg.exclude_purchased:
-                    width = max(1, pa.compute.max(pa.compute.list_value_length(
-                        chunk["bought"])).as_py() or 0)
-                    bought = torch.from_numpy(pad_left(chunk["bought"], width))
-                    exclude.append(bought.masked_fill(bought > n_items, 0))
-                top, scores = scorer.top_k(items, types, k,
-                                           torch.cat(exclude, 1) if exclude else None, catalogue)
-                n = chunk.num_rows
-                table = pa.table({
-                    "user_id": np.repeat(np.asarray(chunk["user_id"].to_pylist(), dtype=object),
-                                         k),
-                    "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-                    "item_id": scorer.item_ids[top.numpy().ravel() - 1],
-                    "score": scores.numpy().ravel().astype(np.float32),
-                    "model_version": np.full(n * k, champion.version, dtype=object),
-                    "scored_at": np.full(n * k, np.datetime64(scored_at, "us")),
-                })
-                # A list may end in -inf scores when filters leave fewer than k items.
-                table = table.filter(pa.compute.is_finite(table["score"]))
-                out.register("chunk", table)
-                sql.run(out, "recommendations_append")
-                out.unregister("chunk")
-                rows += table.num_rows
-                crash_point("score.after_chunk")
-            crash_point("score.before_swap")
-            sql.run(out, "recommendations_swap")
-            out.execute("CHECKPOINT")
-            crash_point("score.after_swap")
-            export_recommendations(out, paths.recommendations_export)
-        finally:
-            out.close()
+    with file_lock(paths.recommendations_db.with_suffix(".lock"), timeout=600), \
+            sql.connect(paths.recommendations_db) as out:
+        rows = _write_lists(out, scorer, catalogue, users, cfg, k, champion.version)
+        crash_point("score.before_swap")
+        sql.run(out, "recommendations_swap")
+        out.execute("CHECKPOINT")
+        crash_point("score.after_swap")
+        export_recommendations(out, paths.recommendations_export)
     report = BatchScoreReport(champion.version, users.num_rows, rows,
                               time.perf_counter() - t0, paths.recommendations_db)
     log.info(report.summary())
     return report
+
+
+def _read_active_users(paths: Paths, cfg: ScoreConfig, max_len: int) -> tuple[pa.Table, pa.Table]:
+    """The active users' recent sequences, and the item attributes the filters need."""
+    with read_store(paths) as con:
+        users = sql.query(con, "active_user_sequences", window_days=cfg.window_days,
+                          max_len=max_len).to_arrow_table()
+        items = sql.query(con, "item_filters").to_arrow_table()
+    return users, items
+
+
+def _write_lists(out, scorer: Scorer, catalogue: ItemIndex, users: pa.Table, cfg: ScoreConfig,
+                 k: int, version: str) -> int:
+    """Score ``users`` chunk by chunk into the staging table; the number of rows written."""
+    sql.run(out, "recommendations_staging")
+    scored_at = utc_now()
+    rows = 0
+    chunks = range(0, users.num_rows, cfg.chunk_size)
+    for start in tqdm(chunks, desc="batch scoring", unit="chunk", disable=not cfg.progress_bar):
+        chunk = users.slice(start, cfg.chunk_size)
+        top, scores = _score_chunk(scorer, catalogue, chunk, cfg, k)
+        table = _lists_table(chunk, scorer.item_ids[top.numpy().ravel() - 1], scores, k,
+                             version, scored_at)
+        out.register("chunk", table)
+        sql.run(out, "recommendations_append")
+        out.unregister("chunk")
+        rows += table.num_rows
+        crash_point("score.after_chunk")
+    return rows
+
+
+def _score_chunk(scorer: Scorer, catalogue: ItemIndex, chunk: pa.Table, cfg: ScoreConfig,
+                 k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` item indices and scores ``(n, k)`` of one chunk of users."""
+    n_items, max_len = scorer.net.n_items, scorer.max_len
+    items = torch.from_numpy(pad_left(chunk["item_seq"], max_len))
+    types = torch.from_numpy(pad_left(chunk["type_seq"], max_len))
+    unknown = items > n_items  # items newer than the model carry no meaning yet
+    items, types = items.masked_fill(unknown, 0), types.masked_fill(unknown, 0)
+    exclude = [items] if cfg.exclude_seen else []
+    if cfg.exclude_purchased:
+        width = max(1, pa.compute.max(pa.compute.list_value_length(
+            chunk["bought"])).as_py() or 0)
+        bought = torch.from_numpy(pad_left(chunk["bought"], width))
+        exclude.append(bought.masked_fill(bought > n_items, 0))
+    return scorer.top_k(items, types, k, torch.cat(exclude, 1) if exclude else None, catalogue)
+
+
+def _lists_table(chunk: pa.Table, item_ids: np.ndarray, scores: torch.Tensor, k: int,
+                 version: str, scored_at: dt.datetime) -> pa.Table:
+    """One row per (user, rank) of a chunk, as the ``recommendations`` table holds them."""
+    n = chunk.num_rows
+    table = pa.table({
+        "user_id": np.repeat(np.asarray(chunk["user_id"].to_pylist(), dtype=object), k),
+        "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+        "item_id": item_ids,
+        "score": scores.numpy().ravel().astype(np.float32),
+        "model_version": np.full(n * k, version, dtype=object),
+        "scored_at": np.full(n * k, np.datetime64(scored_at, "us")),
+    })
+    # A list may end in -inf scores when filters leave fewer than k items.
+    return table.filter(pa.compute.is_finite(table["score"]))
 
 
 def export_recommendations(con, dest: Path) -> None:
@@ -151,8 +169,5 @@ def export_recommendations(con, dest: Path) -> None:
 
 def read_recommendations(paths: Paths, user_id: str | None = None) -> pa.Table:
     """The served lists (all users, or one), read-only."""
-    con = sql.connect(paths.recommendations_db, read_only=True)
-    try:
+    with sql.connect(paths.recommendations_db, read_only=True) as con:
         return sql.query(con, "recommendations_read", user_id=user_id).to_arrow_table()
-    finally:
-        con.close()

@@ -70,14 +70,11 @@ class RecentHistories:
         parts = self._parts()
         if not parts:
             return 0
-        con = sql.connect()
-        try:
+        with sql.connect() as con:
             con.read_parquet([str(p) for p in parts]).create_view("landed")
             rows = sql.query(con, "recent_histories", max_len=self.max_len).fetchall()
             popular = [r[0] for r in sql.query(con, "recent_popular", n=self.popular_n,
                                                window_days=self.window).fetchall()]
-        finally:
-            con.close()
         added = 0
         with self._lock:
             for user_id, items, types, stamps in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from recsys.models import io
 from recsys.models.seqrec import SeqRec
 from recsys.scoring.topk import ItemIndex
 from recsys.timeutil import parse_ts, seconds_since
+
+if TYPE_CHECKING:
+    from recsys.registry.registry import Registry
 
 TYPE_CODE = {t: i + 1 for i, t in enumerate(EVENT_TYPES)}
 
@@ -39,6 +43,21 @@ class Scorer:
     def from_folder(cls, folder: Path) -> Scorer:
         net, item_ids, meta = io.load(folder)
         return cls(net, item_ids, meta)
+
+    @classmethod
+    def from_registry(cls, registry: Registry, version: str | None = None) -> Scorer:
+        """A registered version, by default the champion; a copy fetched for it is removed.
+
+        Raises ``LookupError`` when no version is given and the registry has no champion.
+        """
+        if version is None:
+            champion = registry.champion()
+            if champion is None:
+                raise LookupError(f"{registry.name} has no champion: run a full retrain")
+            version = champion.version
+        with registry.model_folder(version) as folder:
+            scorer = cls.from_folder(folder)
+        return scorer
 
     @property
     def newest_event_ts(self) -> dt.datetime | None:

@@ -68,8 +68,7 @@ class ChampionFollower:
             champion = self.registry.champion()
             if champion is not None and (self.served is None
                                          or champion.version != self.served.version):
-                with self.registry.model_folder(champion.version) as folder:
-                    scorer = Scorer.from_folder(folder)
+                scorer = Scorer.from_registry(self.registry, champion.version)
                 self.served = Served(champion.version, scorer, dict(champion.tags),
                                      utc_now().isoformat(timespec="seconds"))
                 self.reload_error = None
