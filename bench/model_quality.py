@@ -207,13 +207,15 @@ def main() -> None:
                                     batch_size=args.batch_size,
                                     precision=args.precision, progress_bar=False, lr=args.lr,
                                     lr_schedule=args.lr_schedule,
-                                    popularity_window_days=None,
                                     bucket_window=args.bucket_window,
                                     weight_decay=args.weight_decay, ema_decay=args.ema_decay,
                                     seed=args.seed)
             t = time.perf_counter()
             eval_cfg = EvalConfig(exclude_seen=args.exclude_seen)
-            res = train(paths, model_cfg, train_cfg, eval_cfg, TrackingConfig(register_model=False))
+            # An all-time popularity baseline: these datasets span years, not a week.
+            all_time = FeatureConfig(text_encoder="none", popularity_window_days=1e7)
+            res = train(paths, model_cfg, train_cfg, eval_cfg, TrackingConfig(register_model=False),
+                        feature_cfg=all_time)
             wall = time.perf_counter() - t
             seen = "seen items excluded" if args.exclude_seen else "seen items kept"
             print(f"\n[{name}] full ranking, leave-last-out, {seen}; "

@@ -8,15 +8,25 @@ from prefect.concurrency.sync import concurrency
 
 from flows.build_features import build_features
 from flows.score import score
-from recsys.config import EvalConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
+from recsys.config import (
+    EvalConfig,
+    FeatureConfig,
+    ModelConfig,
+    Paths,
+    TrackingConfig,
+    TrainConfig,
+)
 from recsys.orchestration import REGISTRY_LIMIT
 from recsys.registry.tracking import run_link
 from recsys.training.full_retrain import TrainResult, promote_full, train
 
 
 @task(name="train and evaluate", timeout_seconds=6 * 3600)
-def train_and_evaluate(model: ModelConfig, training: TrainConfig) -> TrainResult:
-    return train(Paths(), model, training, EvalConfig(), TrackingConfig(), promote=False)
+def train_and_evaluate(features: FeatureConfig, model: ModelConfig, training: TrainConfig,
+                       evaluation: EvalConfig) -> TrainResult:
+    training = training.model_copy(update={"progress_bar": False})  # logs, not a terminal
+    return train(Paths(), model, training, evaluation, TrackingConfig(), promote=False,
+                 feature_cfg=features)
 
 
 @task(name="gate and promote", timeout_seconds=600)
@@ -26,15 +36,12 @@ def gate_and_promote(result: TrainResult) -> TrainResult:
 
 
 @flow(name="full-retrain", log_prints=True)
-def full_retrain(epochs: int = 30, patience: int = 3, lr: float = 3e-3, batch_size: int = 128,
-                 d_model: int = 64, max_len: int = 50, use_text: bool = True,
-                 ema_decay: float = 0.0, score_after_promotion: bool = True) -> dict:
+def full_retrain(features: FeatureConfig = FeatureConfig(), model: ModelConfig = ModelConfig(),
+                 training: TrainConfig = TrainConfig(), evaluation: EvalConfig = EvalConfig(),
+                 score_after_promotion: bool = True) -> dict:
     """A fresh lineage from all events; promoted over the champion if it passes its gate."""
-    build_features()
-    result = train_and_evaluate(
-        ModelConfig(d_model=d_model, max_len=max_len, use_text=use_text),
-        TrainConfig(max_epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
-                    ema_decay=ema_decay, progress_bar=False))
+    build_features(features)
+    result = train_and_evaluate(features, model, training, evaluation)
     # Micro-batches hold the same limit, so none moves an alias while this one decides.
     with concurrency(REGISTRY_LIMIT, occupy=1, timeout_seconds=900):
         result = gate_and_promote(result)
@@ -45,5 +52,5 @@ def full_retrain(epochs: int = 30, patience: int = 3, lr: float = 3e-3, batch_si
     print(f"version {result.version} {result.decision}: {result.decision_reason}")
     if result.promoted and score_after_promotion:
         score()
-    return {"version": result.version, "decision": result.decision,
+    return {"version": result.version, "decision": result.decision, "run_id": result.run_id,
             "test_ndcg@10": result.test["seqrec"]["ndcg@10"]}

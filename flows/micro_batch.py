@@ -13,16 +13,18 @@ from prefect.runtime import flow_run
 from recsys.config import GateConfig, Paths, RetentionConfig, UpdateConfig
 from recsys.orchestration import REGISTRY_LIMIT, retry_on_io, started_late
 from recsys.registry.tracking import run_link
-from recsys.training.update import UpdateResult, update
+from recsys.training.update import UpdateResult
+from recsys.training.update import update as run_update
 
 log = logging.getLogger(__name__)
 
 
 @task(name="fine-tune, gate and promote", retries=1, retry_delay_seconds=5,
       retry_condition_fn=retry_on_io, timeout_seconds=600)
-def fine_tune_gate_promote(cfg: UpdateConfig, gate: GateConfig) -> UpdateResult:
+def fine_tune_gate_promote(update: UpdateConfig, gate: GateConfig,
+                           retention: RetentionConfig) -> UpdateResult:
     # A retry is safe: an interrupted update changed nothing the next attempt relies on.
-    return update(Paths(), cfg, gate, RetentionConfig())
+    return run_update(Paths(), update, gate, retention)
 
 
 @task(name="request batch scoring")
@@ -34,17 +36,15 @@ def request_batch_scoring() -> None:
 
 
 @flow(name="micro-batch-update", log_prints=True)
-def micro_batch_update(max_steps: int = 40, lr: float = 1e-3, replay_ratio: float = 1.0,
-                       holdout_fraction: float = 0.2, tolerance: float = 0.05,
+def micro_batch_update(update: UpdateConfig = UpdateConfig(), gate: GateConfig = GateConfig(),
+                       retention: RetentionConfig = RetentionConfig(),
                        max_delay_s: float = 120.0, score_after_promotion: bool = True) -> dict:
     """The champion learns the newest events; promoted only if it is not worse."""
     if started_late(flow_run.scheduled_start_time, max_delay_s=max_delay_s):
         print(f"skipped: started more than {max_delay_s:.0f}s after its scheduled time")
         return {"status": "skipped_late"}
-    cfg = UpdateConfig(max_steps=max_steps, lr=lr, replay_ratio=replay_ratio,
-                       holdout_fraction=holdout_fraction)
     with concurrency(REGISTRY_LIMIT, occupy=1, timeout_seconds=900):
-        result = fine_tune_gate_promote(cfg, GateConfig(tolerance=tolerance))
+        result = fine_tune_gate_promote(update, gate, retention)
     create_markdown_artifact(key="micro-batch-update", markdown=(
         result.markdown() + "\n\n" + run_link(Paths(), result.run_id)),
         description=f"update {result.status}")

@@ -13,18 +13,15 @@ from recsys.scoring.batch import score_users
 @task(name="score active users", retries=2, retry_delay_seconds=10,
       retry_condition_fn=retry_on_io, timeout_seconds=1800)
 def score_active_users(cfg: ScoreConfig) -> dict:
-    report = score_users(Paths(), cfg)
+    report = score_users(Paths(), cfg.model_copy(update={"progress_bar": False}))
     return {"summary": report.summary(), "model_version": report.model_version,
             "users": report.users, "rows": report.rows}
 
 
 @flow(name="score", log_prints=True)
-def score(k: int = 10, window_days: float = 30.0, exclude_purchased: bool = True,
-          exclude_categories: list[str] | None = None) -> dict:
+def score(scoring: ScoreConfig = ScoreConfig()) -> dict:
     """Score every active user with the champion and swap the lists in atomically."""
-    report = score_active_users(ScoreConfig(
-        k=k, window_days=window_days, exclude_purchased=exclude_purchased,
-        exclude_categories=tuple(exclude_categories or ()), progress_bar=False))
+    report = score_active_users(scoring)
     create_markdown_artifact(key="batch-scores", markdown=(
         f"| model version | users | rows |\n|---|---|---|\n"
         f"| {report['model_version']} | {report['users']:,} | {report['rows']:,} |"),

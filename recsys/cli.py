@@ -1,4 +1,8 @@
-"""The ``recsys`` command line: one entry point, one sub-command per job."""
+"""The ``recsys`` command line: one entry point, one sub-command per job.
+
+Options that set a config field are built from the typed configs (``recsys.cli_options``): their
+defaults and help live in ``recsys/config.py`` only.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,25 @@ from typing import Annotated
 
 import typer
 
-from recsys.config import FeatureConfig, IngestConfig, Loss, LrSchedule, Paths, Protocol
+from recsys.cli_options import Opt, config_options
+from recsys.config import (
+    BacktestConfig,
+    BacktestData,
+    DatasetFormat,
+    EvalConfig,
+    FeatureConfig,
+    GateConfig,
+    IngestConfig,
+    ModelConfig,
+    Paths,
+    RetentionConfig,
+    ScoreConfig,
+    StackConfig,
+    SyntheticPreset,
+    TrackingConfig,
+    TrainConfig,
+    UpdateConfig,
+)
 
 app = typer.Typer(
     help="Real-time sequential recommender: ingest events, build features, train, serve.",
@@ -24,12 +46,8 @@ HomeOpt = Annotated[
                  show_default=False),
 ]
 
-
-class Preset(StrEnum):
-    tiny = "tiny"
-    small = "small"
-    medium = "medium"
-    large = "large"
+Preset = SyntheticPreset
+Format = DatasetFormat
 
 
 class Kind(StrEnum):
@@ -37,12 +55,14 @@ class Kind(StrEnum):
     items = "items"
 
 
-class Format(StrEnum):
-    contract = "contract"
-    movielens = "movielens"
-    ml100k = "ml100k"
-    retailrocket = "retailrocket"
-    sasrec = "sasrec"
+# Config fields exposed as options, with the short option names the CLI has always used.
+MODEL_OPTIONS = ["d_model", Opt("n_blocks", "blocks"), Opt("n_heads", "heads"), "max_len",
+                 "dropout", "init_std", "loss", Opt("n_negatives", "negatives"),
+                 "label_smoothing", Opt("use_text", "text")]
+TRAIN_OPTIONS = [Opt("max_epochs", "epochs"), "patience", "batch_size", "lr", "lr_schedule",
+                 "weight_decay", "bucket_window", "ema_decay", "protocol", "accelerator",
+                 Opt("devices", type=str), "strategy", "precision", "max_steps_per_epoch", "seed",
+                 Opt("progress_bar", "progress")]
 
 
 def _paths(home: Path | None) -> Paths:
@@ -139,93 +159,28 @@ def replay(
 
 
 @app.command()
-def features(
-    max_seq_len: Annotated[int, typer.Option(help="Events kept per user sequence.")] = 200,
-    text_encoder: Annotated[str, typer.Option(
-        help="Item text encoder: wordllama (offline), sentence-transformers:<model>, none.")
-    ] = "wordllama",
-    home: HomeOpt = None,
-) -> None:
+@config_options(features=(FeatureConfig, ["max_seq_len", "text_encoder"]))
+def features(features: FeatureConfig, home: HomeOpt = None) -> None:
     """Refresh the DuckDB feature store from the landing zone and rebuild derived tables."""
     from recsys.data.features import build_features
 
-    report, summary = build_features(
-        _paths(home), FeatureConfig(max_seq_len=max_seq_len, text_encoder=text_encoder))
+    report, summary = build_features(_paths(home), features)
     typer.echo(report.summary())
     typer.echo(json.dumps(summary.as_dict(), default=str, indent=2))
 
 
 @app.command()
-def train(
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on val NDCG@10).")]
-    = 30,
-    patience: Annotated[int, typer.Option(help="Epochs without improvement before stopping.")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Sequences per optimiser step.")] = 128,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
-    lr_schedule: Annotated[LrSchedule, typer.Option(
-        help="constant, or cosine decay per step to 0 at --epochs.")] = LrSchedule.constant,
-    weight_decay: Annotated[float, typer.Option(
-        help="AdamW weight decay on weight matrices and embeddings (not norms or biases).")]
-    = 0.0,
-    d_model: Annotated[int, typer.Option(help="Embedding / hidden size.")] = 64,
-    blocks: Annotated[int, typer.Option(help="Transformer blocks in the user tower.")] = 2,
-    heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
-    max_len: Annotated[int, typer.Option(help="Most recent items the user tower reads.")] = 50,
-    dropout: Annotated[float, typer.Option(help="Dropout in the user tower.")] = 0.2,
-    init_std: Annotated[float, typer.Option(
-        help="Initial weights ~ N(0, init_std), as in SASRec's code; 0 = PyTorch's defaults.")]
-    = 0.02,
-    bucket_window: Annotated[int, typer.Option(
-        help="Batches cut from windows of this many length-sorted batches; 1 = random batches "
-             "(best quality), 50 = least padding (fastest epochs).")] = 1,
-    ema_decay: Annotated[float, typer.Option(
-        help="Validate and ship an exponential moving average of the weights (decay per step, "
-             "e.g. 0.999); 0 = the raw weights.")] = 0.0,
-    loss: Annotated[Loss, typer.Option(help="Full softmax or sampled softmax with log-Q.")]
-    = Loss.softmax,
-    negatives: Annotated[int, typer.Option(help="Negatives per batch for the sampled loss.")]
-    = 1024,
-    label_smoothing: Annotated[float, typer.Option(
-        help="Share of the softmax target spread over all items (full softmax only).")] = 0.0,
-    text: Annotated[bool, typer.Option(help="Use item text in the item tower.")] = True,
-    protocol: Annotated[Protocol, typer.Option(help="Evaluation split.")]
-    = Protocol.leave_last_out,
-    exclude_seen: Annotated[bool, typer.Option(
-        help="Remove already-seen items from rankings in evaluation.")] = False,
-    accelerator: Annotated[str, typer.Option(help="auto, cpu, gpu ...")] = "auto",
-    devices: Annotated[str, typer.Option(help="auto or a number of devices/processes.")] = "auto",
-    strategy: Annotated[str, typer.Option(help="auto, ddp, ddp_spawn, ... (Lightning).")]
-    = "auto",
-    precision: Annotated[str, typer.Option(
-        help="auto (bf16 on CUDA / bf16-capable CPUs), 32-true, bf16-mixed ...")] = "auto",
-    max_steps_per_epoch: Annotated[int, typer.Option(help="Cap steps per epoch (0 = all).")]
-    = 0,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    register: Annotated[bool, typer.Option(help="Register the model in the MLflow registry.")]
-    = True,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    home: HomeOpt = None,
-) -> None:
+@config_options(
+    training=(TrainConfig, TRAIN_OPTIONS), model=(ModelConfig, MODEL_OPTIONS),
+    evaluation=(EvalConfig, ["exclude_seen"]),
+    tracking=(TrackingConfig, [Opt("register_model", "register",
+                                   help="Register the model in the MLflow registry.")]))
+def train(training: TrainConfig, model: ModelConfig, evaluation: EvalConfig,
+          tracking: TrackingConfig, home: HomeOpt = None) -> None:
     """Full retrain from the feature store: train, evaluate against baselines, log to MLflow."""
-    from recsys.config import EvalConfig, ModelConfig, TrackingConfig, TrainConfig
     from recsys.training.full_retrain import train as run_training
 
-    result = run_training(
-        _paths(home),
-        ModelConfig(d_model=d_model, n_blocks=blocks, n_heads=heads, max_len=max_len,
-                    dropout=dropout, loss=loss, n_negatives=negatives, use_text=text,
-                    init_std=init_std or None, label_smoothing=label_smoothing),
-        TrainConfig(protocol=protocol, max_epochs=epochs, patience=patience,
-                    batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-                    weight_decay=weight_decay, seed=seed,
-                    bucket_window=bucket_window, ema_decay=ema_decay,
-                    accelerator=accelerator,
-                    devices=int(devices) if devices.isdigit() else devices, strategy=strategy,
-                    precision=precision, max_steps_per_epoch=max_steps_per_epoch,
-                    progress_bar=progress),
-        EvalConfig(exclude_seen=exclude_seen),
-        TrackingConfig(register_model=register),
-    )
+    result = run_training(_paths(home), model, training, evaluation, tracking)
     if result is not None:  # None on DDP worker ranks: rank zero reports
         _report_training(result)
 
@@ -250,9 +205,11 @@ def status(home: HomeOpt = None) -> None:
 
 
 @app.command()
+@config_options(training=(TrainConfig, [Opt("max_epochs", "epochs")]))
 def demo(
+    *,
     preset: Annotated[Preset, typer.Option(help="Size of the synthetic world.")] = Preset.small,
-    epochs: Annotated[int, typer.Option(help="Maximum training epochs (early stopping).")] = 30,
+    training: TrainConfig,
     live_fraction: Annotated[float, typer.Option(
         help="Newest share of events held back and landed live after the full retrain.")]
     = 0.1,
@@ -268,9 +225,9 @@ def demo(
     """
     import pandas as pd
 
-    from recsys.config import EvalConfig, ModelConfig, TrackingConfig, TrainConfig
     from recsys.data.features import build_features
     from recsys.data.ingest import ingest_frame, ingest_paths
+    from recsys.data.live_split import split_live
     from recsys.data.status import status_report
     from recsys.training.full_retrain import train as run_training
     from recsys.training.update import update as run_update
@@ -280,17 +237,15 @@ def demo(
     for r in ingest_paths([paths.raw / "items.parquet"], kind="items", data_paths=paths,
                           config=IngestConfig()):
         typer.echo(r.summary())
-    events = pd.read_parquet(paths.raw / "events.parquet").sort_values("ts", kind="stable")
-    n_live = int(len(events) * live_fraction)
-    history, live = events.iloc[:len(events) - n_live], events.iloc[len(events) - n_live:]
+    history, live = split_live(pd.read_parquet(paths.raw / "events.parquet"), live_fraction)
     typer.echo(ingest_frame(history, "history", data_paths=paths).summary())
     report, _ = build_features(paths, FeatureConfig())
     typer.echo(report.summary())
     typer.echo(status_report(paths))
     typer.echo("training the sequential recommender (full retrain) ...")
-    result = run_training(paths, ModelConfig(), TrainConfig(max_epochs=epochs), EvalConfig(),
-                          TrackingConfig())
+    result = run_training(paths, ModelConfig(), training, EvalConfig(), TrackingConfig())
     _report_training(result)
+    n_live = len(live)
     if not updates or not n_live:
         return
     parts = 2 * updates  # each update trains one part and holds out the newest
@@ -316,66 +271,34 @@ def _report_training(result) -> None:
 
 
 @app.command()
-def update(
-    max_steps: Annotated[int, typer.Option(help="Most optimiser steps per update.")] = 40,
-    batch_size: Annotated[int, typer.Option(help="Sequences per step (grows to fit max-steps).")]
-    = 256,
-    lr: Annotated[float, typer.Option(help="Fine-tune learning rate.")] = 1e-3,
-    replay_ratio: Annotated[float, typer.Option(
-        help="Replayed older sequences per sequence with new events.")] = 1.0,
-    holdout_fraction: Annotated[float, typer.Option(
-        help="Share of the newest events held out to test on (trained on next time).")] = 0.2,
-    tolerance: Annotated[float, typer.Option(
-        help="Largest relative NDCG@10 drop against the champion that still promotes.")] = 0.05,
-    max_batch_events: Annotated[int, typer.Option(
-        help="Most events per update; a larger backlog takes several updates.")] = 200_000,
-    keep_incremental: Annotated[int, typer.Option(
-        help="Incremental versions kept by retention (aliased ones always are).")] = 10,
-    keep_full: Annotated[int, typer.Option(help="Full-retrain versions kept by retention.")] = 5,
-    home: HomeOpt = None,
-) -> None:
+@config_options(
+    update=(UpdateConfig, ["max_steps", "batch_size", "lr", "replay_ratio", "holdout_fraction",
+                           "max_batch_events"]),
+    gate=(GateConfig, [Opt("tolerance", help="Largest relative NDCG@10 drop against the "
+                                             "champion that still promotes.")]),
+    retention=(RetentionConfig, ["keep_incremental", "keep_full"]))
+def update(update: UpdateConfig, gate: GateConfig, retention: RetentionConfig,
+           home: HomeOpt = None) -> None:
     """Micro-batch update: fine-tune the champion on events after its watermark, gate, promote.
 
     Exits quickly when nothing new has landed. Every outcome is appended to updates.jsonl.
     """
-    from recsys.config import GateConfig, RetentionConfig, UpdateConfig
     from recsys.training.update import update as run_update
 
-    result = run_update(
-        _paths(home),
-        UpdateConfig(max_steps=max_steps, batch_size=batch_size, lr=lr, replay_ratio=replay_ratio,
-                     holdout_fraction=holdout_fraction, max_batch_events=max_batch_events),
-        GateConfig(tolerance=tolerance),
-        RetentionConfig(keep_incremental=keep_incremental, keep_full=keep_full),
-    )
-    typer.echo(result.summary())
+    typer.echo(run_update(_paths(home), update, gate, retention).summary())
 
 
 @app.command()
-def score(
-    k: Annotated[int, typer.Option(help="Items per user.")] = 10,
-    window_days: Annotated[float, typer.Option(
-        help="Score users with an event in this many days before the newest event.")] = 30.0,
-    exclude_purchased: Annotated[bool, typer.Option(
-        help="Remove items the user purchased or rated.")] = True,
-    exclude_seen: Annotated[bool, typer.Option(help="Remove every item already seen.")]
-    = False,
-    exclude_category: Annotated[list[str] | None, typer.Option(
-        help="Never recommend this category (repeatable).")] = None,
-    chunk_size: Annotated[int, typer.Option(help="Users scored per chunk (bounds memory).")]
-    = 512,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    home: HomeOpt = None,
-) -> None:
+@config_options(scoring=(ScoreConfig, [
+    "k", "window_days", "exclude_purchased", "exclude_seen",
+    Opt("exclude_categories", "exclude-category", type=list[str] | None,
+        help="Never recommend this category (repeatable)."),
+    "chunk_size", Opt("progress_bar", "progress")]))
+def score(scoring: ScoreConfig, home: HomeOpt = None) -> None:
     """Batch top-K for active users with the champion, into recommendations.duckdb + Parquet."""
-    from recsys.config import ScoreConfig
     from recsys.scoring.batch import score_users
 
-    report = score_users(_paths(home), ScoreConfig(
-        k=k, window_days=window_days, exclude_purchased=exclude_purchased,
-        exclude_seen=exclude_seen, exclude_categories=tuple(exclude_category or ()),
-        chunk_size=chunk_size, progress_bar=progress))
-    typer.echo(report.summary())
+    typer.echo(score_users(_paths(home), scoring).summary())
 
 
 @app.command()
@@ -403,7 +326,7 @@ def forget_user(
     a SHA-256 of the id, never the id. Safe to run again after a crash.
     """
     from recsys.config import TrackingConfig
-    from recsys.privacy import forget_user as run_forget
+    from recsys.forget import forget_user as run_forget
 
     typer.echo(run_forget(user_id, _paths(home), TrackingConfig()).summary())
 
@@ -463,22 +386,16 @@ def models(home: HomeOpt = None) -> None:
 
 
 @app.command()
+@config_options(
+    data=(BacktestData, ["dataset", "format", Opt("synthetic", "preset")]),
+    replay=(BacktestConfig, ["windows", "initial_fraction", "full_every"]),
+    training=(TrainConfig, [Opt("max_epochs", "epochs"), "patience"]),
+    model=(ModelConfig, ["d_model"]))
 def backtest(
-    dataset: Annotated[Path | None, typer.Option(
-        help="Dataset file/folder to replay (default: synthetic data of --preset).")] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="Format of --dataset.")]
-    = Format.contract,
-    preset: Annotated[Preset, typer.Option(help="Synthetic world when no --dataset.")]
-    = Preset.tiny,
-    windows: Annotated[int, typer.Option(help="Replay windows after the initial period.")] = 10,
-    initial_fraction: Annotated[float, typer.Option(
-        help="Share of events (by time) the static model is trained on.")] = 0.5,
-    full_every: Annotated[int, typer.Option(
-        help="Windows between full retrains (0 = never).")] = 5,
-    epochs: Annotated[int, typer.Option(help="Epochs of each full retrain.")] = 10,
-    d_model: Annotated[int, typer.Option(help="Embedding / hidden size.")] = 64,
+    data: BacktestData, replay: BacktestConfig, training: TrainConfig, model: ModelConfig,
     workdir: Annotated[Path | None, typer.Option(
-        help="Scratch project folder for the replay (default: a new temp folder).")] = None,
+        help="Scratch project folder for the replay (default: <home>/backtests/<UTC time>).")]
+    = None,
     home: HomeOpt = None,
 ) -> None:
     """Prequential replay: static vs micro-batch-updated vs periodically retrained model.
@@ -486,29 +403,12 @@ def backtest(
     Prints HR@10/NDCG@10 per window and the mean freshness lag; logs the table, JSON and a
     PNG plot to the MLflow experiment recsys-backtest of this project.
     """
-    import tempfile
+    from recsys.backtest_run import run_backtest
 
-    from recsys.config import BacktestConfig, ModelConfig, TrainConfig
-    from recsys.data.loaders import load
-    from recsys.data.synthetic import generate
-    from recsys.data.synthetic import preset as synthetic_preset
-    from recsys.training.backtest import backtest as run_backtest
-
-    if dataset is not None:
-        loaded = load(dataset, fmt.value)
-        events, items = loaded.events, loaded.items
-    else:
-        data = generate(synthetic_preset(preset.value))
-        events, items = data.events, data.items
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="recsys-backtest-"))
-    result = run_backtest(
-        events, items, workdir,
-        BacktestConfig(windows=windows, initial_fraction=initial_fraction, full_every=full_every),
-        ModelConfig(d_model=d_model),
-        TrainConfig(max_epochs=epochs, patience=epochs, progress_bar=False),
-        report_paths=_paths(home))
-    typer.echo(result.table())
-    typer.echo(f"MLflow run {result.run_id} (experiment recsys-backtest); replay in {workdir}")
+    run = run_backtest(data, replay, model, training, _paths(home), workdir)
+    typer.echo(run.result.table())
+    typer.echo(f"MLflow run {run.result.run_id} (experiment recsys-backtest); "
+               f"replay in {run.workdir}")
 
 
 stack_app = typer.Typer(help="The local stack: Prefect server + worker, MLflow server, "
@@ -520,41 +420,34 @@ StateOpt = Annotated[Path, typer.Option(
     "--state", help="Folder for the stack's state, logs and Prefect database.")]
 
 
-def _stack(home: Path | None, state: Path, prefect_port: int = 4200, mlflow_port: int = 5000,
-           **kw):
-    from recsys.stack import Stack, StackConfig
+def _stack(home: Path | None, state: Path, stack: StackConfig | None = None):
+    from recsys.stack import Stack
 
     project = Path(__file__).resolve().parent.parent
-    return Stack(project, state.resolve(), _paths(home),
-                 StackConfig(prefect_port=prefect_port, mlflow_port=mlflow_port, **kw))
+    return Stack(project, state.resolve(), _paths(home), stack or StackConfig())
 
 
 @stack_app.command("up")
+@config_options(stack=(StackConfig, ["prefect_port", "mlflow_port", "preset", "epochs",
+                                     "speedup"]))
 def stack_up(
-    prefect_port: Annotated[int, typer.Option(help="Prefect server port (UI and API).")] = 4200,
-    mlflow_port: Annotated[int, typer.Option(help="MLflow tracking server port.")] = 5000,
-    preset: Annotated[Preset, typer.Option(help="Synthetic world to start with.")]
-    = Preset.small,
-    epochs: Annotated[int, typer.Option(help="Epochs of the first full retrain.")] = 10,
-    speedup: Annotated[float, typer.Option(
-        help="Replay speed: event seconds per wall second.")] = 2880.0,
+    stack: StackConfig,
     bootstrap: Annotated[bool, typer.Option(
         help="Generate data, train a first champion and start a replay.")] = True,
     state: StateOpt = Path(".stack"),
     home: HomeOpt = None,
 ) -> None:
     """Start everything on 127.0.0.1, wait until healthy, deploy, bootstrap, print the UIs."""
-    stack = _stack(home, state, prefect_port, mlflow_port, preset=preset.value, epochs=epochs,
-                   speedup=speedup)
-    if stack.running():
-        typer.echo(f"the stack is already running (state in {stack.state_file}):")
-        for name, line in stack.status().items():
+    local = _stack(home, state, stack)
+    if local.running():
+        typer.echo(f"the stack is already running (state in {local.state_file}):")
+        for name, line in local.status().items():
             typer.echo(f"  {name}: {line}")
         return
-    stack.up(bootstrap=bootstrap)
-    typer.echo(f"Prefect UI: {stack.prefect_url}")
-    typer.echo(f"MLflow UI:  {stack.mlflow_url}")
-    typer.echo(f"logs: {stack.logs}; stop with `recsys stack down`")
+    local.up(bootstrap=bootstrap)
+    typer.echo(f"Prefect UI: {local.prefect_url}")
+    typer.echo(f"MLflow UI:  {local.mlflow_url}")
+    typer.echo(f"logs: {local.logs}; stop with `recsys stack down`")
 
 
 @stack_app.command("down")

@@ -11,7 +11,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys.columns import EVENT_TYPES
 
@@ -40,6 +40,25 @@ class Protocol(StrEnum):
     temporal = "temporal"
 
 
+class SyntheticPreset(StrEnum):
+    """Size of a synthetic world (``recsys.data.synthetic.PRESETS``)."""
+
+    tiny = "tiny"
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
+class DatasetFormat(StrEnum):
+    """File formats the dataset loaders read (``recsys.data.loaders``)."""
+
+    contract = "contract"
+    movielens = "movielens"
+    ml100k = "ml100k"
+    retailrocket = "retailrocket"
+    sasrec = "sasrec"
+
+
 class LrSchedule(StrEnum):
     """Learning-rate schedule over a full retrain."""
 
@@ -54,10 +73,12 @@ class _Config(BaseModel):
 class Paths(_Config):
     """Where every piece of state lives, all under one root folder."""
 
-    root: Path = Field(default_factory=default_home)
-    # The MLflow store (SQLite database + mlruns/ artifacts) lives in the project folder by
-    # default, apart from the data, as the repository layout promises.
-    tracking_home: Path = Field(default_factory=default_tracking_home)
+    root: Path = Field(default_factory=default_home,
+                       description="Project data folder: $RECSYS_HOME if set, else ./data.")
+    tracking_home: Path = Field(
+        default_factory=default_tracking_home,
+        description="Folder of the local MLflow store (SQLite database + mlruns/ artifacts), "
+                    "apart from the data: $RECSYS_TRACKING_HOME if set, else the current folder.")
 
     @property
     def landing_events(self) -> Path:
@@ -117,48 +138,64 @@ class IngestConfig(_Config):
 class FeatureConfig(_Config):
     """Feature extraction knobs."""
 
-    max_seq_len: int = 200
-    # Popularity window (days, ending at the newest event) for item stats.
-    popularity_window_days: float = 7.0
-    # Users need at least this many interactions to enter the splits
-    # (leave-last-out needs a history, a validation and a test item).
-    min_user_events: int = 3
-    # Temporal split: the validation period starts at this quantile of event time,
-    # the test period at the second one.
-    temporal_valid_quantile: float = 0.8
-    temporal_test_quantile: float = 0.9
-    # Text encoder for item titles/categories/descriptions: "wordllama" (offline, default),
-    # "sentence-transformers:<model>" (optional extra) or "none" (id-only item tower).
-    text_encoder: str = "wordllama"
+    max_seq_len: int = Field(200, ge=1, description="Events kept per user sequence.")
+    popularity_window_days: float = Field(
+        7.0, gt=0,
+        description="Popularity window in days, ending at the newest event: item stats, the "
+                    "popularity baseline (before the training cut-off) and the service's "
+                    "cold-start list.")
+    min_user_events: int = Field(
+        3, ge=1,
+        description="Interactions a user needs to enter the splits (leave-last-out needs a "
+                    "history, a validation and a test item).")
+    temporal_valid_quantile: float = Field(
+        0.8, gt=0, lt=1,
+        description="Temporal split: the validation period starts at this quantile of event time.")
+    temporal_test_quantile: float = Field(
+        0.9, gt=0, lt=1,
+        description="Temporal split: the test period starts at this quantile of event time.")
+    text_encoder: str = Field(
+        "wordllama",
+        description="Item text encoder: wordllama (offline), sentence-transformers:<model> "
+                    "(optional extra), or none (id-only item tower).")
 
 
 class ModelConfig(_Config):
     """Size and shape of the sequential recommender (SASRec user tower, id+text item tower)."""
 
-    d_model: int = 64
-    n_blocks: int = 2
-    n_heads: int = 2
-    # Longest behaviour sequence the user tower reads (most recent items kept).
-    max_len: int = 50
-    dropout: float = 0.2
-    # Add the text projection to the item tower; items with no text simply get none.
-    use_text: bool = True
-    # Drop an item's id embedding with this probability while training, so the text part
-    # alone must carry meaning: this is what makes never-clicked items recommendable.
-    id_dropout: float = 0.1
-    # Every weight matrix and embedding starts at N(0, init_std), as in SASRec's reference code
-    # and GPT-2; None keeps PyTorch's per-layer defaults. 0.02 lifted test NDCG@10 on Amazon
-    # Beauty from 0.0244 to 0.0271 and on the synthetic demo from 0.354 to 0.376 (README).
-    init_std: float | None = 0.02
-    # Learned event-type embedding (view/click/cart/purchase/rating) added to each position.
-    use_event_types: bool = True
-    # "softmax": full cross-entropy over the catalogue (best quality); "sampled": sampled
-    # softmax with log-Q correction, for catalogues too large for a full softmax.
-    loss: Loss = Loss.softmax
-    n_negatives: int = 1024
-    # Share of the full softmax's target spread evenly over all items (F.cross_entropy's
-    # label_smoothing): a regulariser against over-confident scores on sparse data.
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    d_model: int = Field(64, ge=1, description="Embedding / hidden size.")
+    n_blocks: int = Field(2, ge=1, description="Transformer blocks in the user tower.")
+    n_heads: int = Field(2, ge=1, description="Attention heads.")
+    max_len: int = Field(50, ge=1, description="Most recent items the user tower reads.")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout in the user tower.")
+    use_text: bool = Field(
+        True, description="Add the text projection to the item tower (items with no text get "
+                          "none).")
+    id_dropout: float = Field(
+        0.1, ge=0.0, lt=1.0,
+        description="Probability of dropping an item's id embedding while training, so the text "
+                    "part alone must carry meaning (makes never-clicked items recommendable).")
+    init_std: float | None = Field(
+        0.02, ge=0.0,
+        description="Every weight matrix and embedding starts at N(0, init_std), as in SASRec's "
+                    "reference code and GPT-2; 0 or None keeps PyTorch's per-layer defaults.")
+    use_event_types: bool = Field(
+        True, description="Add a learned event-type embedding (view/click/cart/purchase/rating) "
+                          "to each position.")
+    loss: Loss = Field(
+        Loss.softmax,
+        description="softmax: full cross-entropy over the catalogue; sampled: sampled softmax "
+                    "with log-Q correction, for catalogues too large for a full softmax.")
+    n_negatives: int = Field(1024, ge=1, description="Negatives per batch for the sampled loss.")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Share of the full softmax's target spread evenly over all items "
+                    "(F.cross_entropy's label_smoothing); full softmax only.")
+
+    @field_validator("init_std")
+    @classmethod
+    def _zero_std_means_pytorch_defaults(cls, value: float | None) -> float | None:
+        return value or None
 
     @model_validator(mode="after")
     def _smoothing_needs_the_full_softmax(self) -> ModelConfig:
@@ -171,66 +208,75 @@ class ModelConfig(_Config):
 class TrainConfig(_Config):
     """How a full retrain runs. Every field is logged as an MLflow parameter."""
 
-    protocol: Protocol = Protocol.leave_last_out
-    max_epochs: int = 30
-    batch_size: int = 128
-    # Higher than SASRec's 1e-3: with pre-norm blocks it converges in a third of the epochs
-    # (measured on ml-100k, bench/model_quality.py) with no loss in quality.
-    lr: float = 3e-3
-    # "constant", or "cosine": per step from lr down to 0 at max_epochs, so the last epochs
-    # take small steps (early stopping may end the run before the bottom). On Amazon Beauty with
-    # averaged weights it tested NDCG@10 0.0374 against constant's 0.0377 (README), so the
-    # default stays constant.
-    lr_schedule: LrSchedule = LrSchedule.constant
-    # AdamW's decoupled decay, on weight matrices and embeddings only (module.make_optimizer).
-    weight_decay: float = Field(0.0, ge=0.0)
-    # Early stopping on validation NDCG@10.
-    patience: int = 3
-    seed: int = 42
-    # Deterministic kernels (torch.use_deterministic_algorithms, warn-only where an op has none).
-    # Without them, bf16 training on 2 CPU threads gave different test NDCG@10 from run to run
-    # (0.26920 / 0.26926 after 4 epochs of the demo data); with them, the same figure each time
-    # and no measurable cost in throughput.
-    deterministic: bool = True
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    strategy: str = "auto"
-    # "auto": bf16 mixed precision on CUDA and on CPUs with AMX tiles, else fp32 (see trainer.py).
-    precision: str = "auto"
-    # Limit validation to this many users per epoch (0 = all); the test set is always complete.
-    max_val_users: int = 0
-    # Batches are cut from windows of this many batches sorted by length, so little work goes
-    # to padding; 1 = plain random batches. Bucketing gives each batch, not each position, an
-    # equal step, which costs quality: random batches lifted test NDCG@10 from 0.0271 to 0.0308
-    # on Amazon Beauty and from 0.376 to 0.404 on the synthetic demo, at ~15-30% more time per
-    # epoch (README, "Model quality"). Raise it (50) when epochs must be fast.
-    bucket_window: int = Field(1, ge=1)
-    # Cap on optimizer steps per epoch (0 = a full pass), for smoke runs and fine-tunes.
-    max_steps_per_epoch: int = 0
-    # Validate, checkpoint and ship an exponential moving average of the weights (decay per
-    # optimizer step, e.g. 0.999 averages over ~1,000 steps); 0 = the raw weights. Lightning's
-    # EMAWeightAveraging does the averaging.
-    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
-    num_workers: int = 0
-    # Popularity baseline window in days before the training cut-off (None = all time).
-    popularity_window_days: float | None = 7.0
-    # Item-to-item CF: co-occurrence window (positions) and neighbours kept per item.
-    cf_window: int = 3
-    cf_neighbours: int = 100
-    # Users of the test split saved with the model as the guard set: every micro-batch
-    # descendant must still rank their held-out items (catches forgetting).
-    guard_users: int = 1000
-    progress_bar: bool = True
+    protocol: Protocol = Field(Protocol.leave_last_out, description="Evaluation split.")
+    max_epochs: int = Field(30, ge=1,
+                            description="Maximum epochs (early stopping on validation NDCG@10).")
+    batch_size: int = Field(128, ge=1, description="Sequences per optimiser step.")
+    lr: float = Field(
+        3e-3, gt=0,
+        description="AdamW learning rate (higher than SASRec's 1e-3: pre-norm blocks converge "
+                    "in fewer epochs with it).")
+    lr_schedule: LrSchedule = Field(
+        LrSchedule.constant,
+        description="constant, or cosine: per step from lr down to 0 at max_epochs. Constant "
+                    "scored higher on validation (docs/benchmarks.md).")
+    weight_decay: float = Field(
+        0.0, ge=0.0,
+        description="AdamW's decoupled weight decay, on weight matrices and embeddings only "
+                    "(not norms or biases).")
+    patience: int = Field(3, ge=1,
+                          description="Epochs without a better validation NDCG@10 before stopping.")
+    seed: int = Field(42, description="Random seed.")
+    deterministic: bool = Field(
+        True, description="Deterministic kernels (warn-only where an op has none), so the same "
+                          "data and seed give the same model.")
+    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu ...")
+    devices: int | str = Field("auto", description="auto or a number of devices/processes.")
+    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ddp_spawn ...")
+    precision: str = Field(
+        "auto", description="auto (bf16 mixed precision on CUDA and on CPUs with AMX tiles, else "
+                            "fp32), 32-true, bf16-mixed ...")
+    max_val_users: int = Field(
+        0, ge=0, description="Validate on at most this many users per epoch (0 = all); the test "
+                             "set is always complete.")
+    bucket_window: int = Field(
+        1, ge=1,
+        description="Batches are cut from windows of this many length-sorted batches; 1 = plain "
+                    "random batches (chosen on validation, docs/benchmarks.md), 50 = least "
+                    "padding and fastest epochs.")
+    max_steps_per_epoch: int = Field(
+        0, ge=0, description="Cap on optimiser steps per epoch (0 = a full pass).")
+    ema_decay: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Validate, checkpoint and ship an exponential moving average of the weights "
+                    "(decay per optimiser step, e.g. 0.999); 0 = the raw weights.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    cf_window: int = Field(
+        3, ge=1, description="Item-to-item CF baseline: co-occurrence window (positions).")
+    cf_neighbours: int = Field(100, ge=1,
+                               description="Item-to-item CF baseline: neighbours kept per item.")
+    guard_users: int = Field(
+        1000, ge=0,
+        description="Test users saved with the model as the guard set: every micro-batch "
+                    "descendant must still rank their held-out items (catches forgetting).")
+    progress_bar: bool = Field(True, description="Show a progress bar.")
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _device_count(cls, value: int | str) -> int | str:
+        return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
 class EvalConfig(_Config):
     """Full-ranking evaluation settings, shared by the model and every baseline."""
 
-    ks: tuple[int, ...] = (10, 20)
-    # Remove items already in the user's history from the ranking. SASRec-style benchmarks keep
-    # them (False): re-consumption is a legitimate next item. Reported with every result.
-    exclude_seen: bool = False
-    batch_size: int = 512
+    ks: tuple[int, ...] = Field((10, 20), description="Cut-offs of NDCG@k and HR@k.")
+    exclude_seen: bool = Field(
+        False,
+        description="Remove items already in the user's history from rankings in evaluation "
+                    "(SASRec-style benchmarks keep them: re-consumption is a legitimate next "
+                    "item).")
+    batch_size: int = Field(512, ge=1, description="Users ranked per batch.")
 
 
 class TrackingConfig(_Config):
@@ -265,33 +311,39 @@ class GateConfig(_Config):
 class UpdateConfig(_Config):
     """The every-minute micro-batch fine-tune of the champion."""
 
-    # Optimiser steps per update; the fine-tune stops earlier when the batch is used up.
-    max_steps: int = Field(40, ge=1)
-    batch_size: int = Field(256, ge=1)
-    lr: float = 1e-3
-    # Passes over the batch; the first always covers every new event, later ones stop at
-    # max_steps. More than one helps when updates are rare and large (hours of events).
-    epochs: int = Field(1, ge=1)
-    # Replayed older sequences per sequence of new events, so the model does not forget.
-    replay_ratio: float = Field(1.0, ge=0.0)
-    # As TrainConfig.bucket_window: 1 = plain random batches, which mix new and replayed
-    # sequences in every step; larger windows group them by length.
-    bucket_window: int = Field(1, ge=1)
-    # Share of the batch's newest events (whole ingestion parts) held out to judge the
-    # candidate; they are trained on by the next update, after being tested on.
-    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    # At most this many held-out events are scored (a seeded sample).
-    max_eval_events: int = 2000
-    # At most this many events per update; a bigger backlog is worked off over several runs.
-    max_batch_events: int = 200_000
-    # Seeds the sampler and dropout; with deterministic kernels the same batch and champion
-    # give the same candidate (as TrainConfig.deterministic).
-    seed: int = 42
-    deterministic: bool = True
-    accelerator: str = "auto"
-    precision: str = "auto"
-    # Skip the update when the batch has fewer new events than this (0 = any).
-    min_events: int = 0
+    max_steps: int = Field(
+        40, ge=1, description="Most optimiser steps per update; the fine-tune stops earlier when "
+                              "the batch is used up.")
+    batch_size: int = Field(256, ge=1,
+                            description="Sequences per step (grows to fit max_steps).")
+    lr: float = Field(1e-3, gt=0, description="Fine-tune learning rate.")
+    epochs: int = Field(
+        1, ge=1,
+        description="Passes over the batch: the first covers every new event, later ones stop "
+                    "at max_steps (helps when updates are rare and large).")
+    replay_ratio: float = Field(
+        1.0, ge=0.0, description="Replayed older sequences per sequence with new events, so the "
+                                 "model does not forget.")
+    bucket_window: int = Field(
+        1, ge=1, description="As TrainConfig.bucket_window: 1 = random batches that mix new and "
+                             "replayed sequences in every step.")
+    holdout_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0,
+        description="Share of the newest events (whole ingestion parts) held out to test the "
+                    "candidate on; the next update trains on them.")
+    max_eval_events: int = Field(2000, ge=1,
+                                 description="Most held-out events scored (a seeded sample).")
+    max_batch_events: int = Field(
+        200_000, ge=1,
+        description="Most events per update; a larger backlog takes several updates.")
+    seed: int = Field(
+        42, description="Seeds the sampler and dropout: with deterministic kernels the same "
+                        "batch and champion give the same candidate.")
+    deterministic: bool = Field(True, description="Deterministic kernels, as in TrainConfig.")
+    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu ...")
+    precision: str = Field("auto", description="As TrainConfig.precision.")
+    min_events: int = Field(
+        0, ge=0, description="Skip the update when the batch has fewer new events (0 = any).")
 
 
 class RetentionConfig(_Config):
@@ -302,35 +354,73 @@ class RetentionConfig(_Config):
     stay, so the history remains browsable at a few KB per update.
     """
 
-    keep_incremental: int = Field(10, ge=0)
-    keep_full: int = Field(5, ge=1)
+    keep_incremental: int = Field(
+        10, ge=0, description="Incremental versions kept (aliased ones always are).")
+    keep_full: int = Field(5, ge=1, description="Full-retrain versions kept.")
 
 
 class BacktestConfig(_Config):
     """Prequential replay: test each window on every model, then let each learn it."""
 
-    # Share of events (by time) the static model is trained on before the replay starts.
-    initial_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    windows: int = Field(10, ge=1)
-    # Ingestion parts per window: the micro-batch holds out only the newest part, so more
-    # parts means a fresher incremental model.
-    parts_per_window: int = Field(4, ge=2)
-    # A full retrain every this many windows (0 = never).
-    full_every: int = Field(5, ge=0)
-    max_eval_events: int = 2000
+    initial_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0,
+        description="Share of events (by time) the static model is trained on before the "
+                    "replay starts.")
+    windows: int = Field(10, ge=1, description="Replay windows after the initial period.")
+    parts_per_window: int = Field(
+        4, ge=2, description="Ingestion parts per window: the micro-batch holds out only the "
+                             "newest part, so more parts means a fresher incremental model.")
+    full_every: int = Field(5, ge=0,
+                            description="Windows between full retrains (0 = never).")
+    max_eval_events: int = Field(2000, ge=1,
+                                 description="Most events scored per window (a seeded sample).")
+
+
+class BacktestData(_Config):
+    """What a backtest replays: a dataset, or else a synthetic world."""
+
+    dataset: str | None = Field(
+        None, description="Dataset file or folder to replay; none = synthetic data of `synthetic`.")
+    format: DatasetFormat = Field(DatasetFormat.contract, description="Format of `dataset`.")
+    synthetic: SyntheticPreset = Field(SyntheticPreset.tiny,
+                                       description="Synthetic world when no dataset is given.")
 
 
 class ScoreConfig(_Config):
     """Batch scoring of active users with the champion."""
 
-    k: int = Field(10, ge=1)
-    # Users with an event in this many days before the newest event are scored.
-    window_days: float = Field(30.0, gt=0)
-    # Remove items the user purchased or rated (not mere views: re-viewing is normal).
-    exclude_purchased: bool = True
-    exclude_seen: bool = False
-    exclude_categories: tuple[str, ...] = ()
-    # Only items already released (created_at <= now) are recommended.
-    only_released: bool = True
-    chunk_size: int = Field(512, ge=1)
-    progress_bar: bool = True
+    k: int = Field(10, ge=1, description="Items per user.")
+    window_days: float = Field(
+        30.0, gt=0,
+        description="Score users with an event in this many days before the newest event.")
+    exclude_purchased: bool = Field(
+        True, description="Remove items the user purchased or rated (not mere views: "
+                          "re-viewing is normal).")
+    exclude_seen: bool = Field(False, description="Remove every item the user has seen.")
+    exclude_categories: tuple[str, ...] = Field(
+        (), description="Never recommend items of these categories.")
+    only_released: bool = Field(
+        True, description="Recommend only items already released (created_at <= now).")
+    chunk_size: int = Field(512, ge=1, description="Users scored per chunk (bounds memory).")
+    progress_bar: bool = Field(True, description="Show a progress bar.")
+
+
+class StackConfig(_Config):
+    """The local stack (``recsys stack up``): ports, and the synthetic world it starts with."""
+
+    host: str = Field("127.0.0.1", description="Interface every service binds.")
+    prefect_port: int = Field(4200, description="Prefect server port (UI and API).")
+    mlflow_port: int = Field(5000, description="MLflow tracking server port.")
+    preset: SyntheticPreset = Field(SyntheticPreset.small,
+                                    description="Synthetic world to start with.")
+    live_fraction: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description="Newest share of events held back from the first full retrain and "
+                    "replayed live.")
+    speedup: float = Field(
+        2880.0, gt=0, description="Replay speed: event seconds per wall second (2880 = 2 days "
+                                  "of events per minute).")
+    tick_seconds: float = Field(10.0, gt=0, description="Wall seconds between replay ingests.")
+    epochs: int = Field(10, ge=1, description="Epochs of the first full retrain.")
+    health_timeout_s: float = Field(
+        180.0, gt=0, description="Seconds a service may take to become healthy.")

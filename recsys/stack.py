@@ -23,26 +23,11 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from recsys.config import Paths
+from recsys.config import Paths, StackConfig
 
 log = logging.getLogger(__name__)
 
 WORK_POOL = "recsys-local"
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    host: str = "127.0.0.1"
-    prefect_port: int = 4200
-    mlflow_port: int = 5000
-    # Synthetic world the stack starts with, and how it is fed: all but the newest
-    # live_fraction of events are ingested before the first full retrain; the rest is replayed.
-    preset: str = "small"
-    live_fraction: float = 0.2
-    speedup: float = 2880.0  # event seconds per wall second: 2 days of events per minute
-    tick_seconds: float = 10.0
-    epochs: int = 10  # first full retrain
-    health_timeout_s: float = 180.0
 
 
 @dataclass
@@ -251,19 +236,22 @@ class Stack:
         live = raw / "live.parquet"
         # A champion only counts together with the data it was trained from.
         if not (self.paths.features_db.exists() and self._has_champion()):
-            self._run([recsys, "generate", "--preset", self.cfg.preset, "--out", str(raw)])
+            self._run([recsys, "generate", "--preset", self.cfg.preset.value, "--out", str(raw)])
             import pandas as pd
 
-            events = pd.read_parquet(raw / "events.parquet").sort_values("ts", kind="stable")
-            n_live = int(len(events) * self.cfg.live_fraction)
-            events.iloc[:len(events) - n_live].to_parquet(raw / "history.parquet")
-            events.iloc[len(events) - n_live:].to_parquet(live)
+            from recsys.data.live_split import split_live
+
+            history, tail = split_live(pd.read_parquet(raw / "events.parquet"),
+                                       self.cfg.live_fraction)
+            history.to_parquet(raw / "history.parquet")
+            tail.to_parquet(live)
             self._run([recsys, "ingest", str(raw / "items.parquet"), "--kind", "items"])
             self._run([recsys, "ingest", str(raw / "history.parquet")])
             log.info("first full retrain (deployment full-retrain, %d epochs) ...",
                      self.cfg.epochs)
+            params = {"training": {"max_epochs": self.cfg.epochs}}
             self._run([_bin("prefect"), "deployment", "run", "full-retrain/full-retrain",
-                       "--param", f"epochs={self.cfg.epochs}", "--watch"], timeout=3600)
+                       "--params", json.dumps(params), "--watch"], timeout=3600)
             if not self._has_champion():
                 raise RuntimeError("the first full retrain did not produce a champion: see "
                                    f"the full-retrain run in {self.prefect_url}")

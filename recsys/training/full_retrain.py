@@ -19,7 +19,15 @@ from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from recsys import privacy
-from recsys.config import EvalConfig, GateConfig, ModelConfig, Paths, TrackingConfig, TrainConfig
+from recsys.config import (
+    EvalConfig,
+    FeatureConfig,
+    GateConfig,
+    ModelConfig,
+    Paths,
+    TrackingConfig,
+    TrainConfig,
+)
 from recsys.data.datamodule import SequenceDataModule
 from recsys.data.features import read_store
 from recsys.data.sequences import TrainingData, load_training_data
@@ -71,15 +79,15 @@ def fingerprint_id(fp: dict) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_training_data(paths: Paths, train_cfg: TrainConfig,
-                       model_cfg: ModelConfig) -> TrainingData:
+def read_training_data(paths: Paths, train_cfg: TrainConfig, model_cfg: ModelConfig,
+                       feature_cfg: FeatureConfig | None = None) -> TrainingData:
     if not paths.features_db.exists():
         raise FileNotFoundError(
             f"no feature store at {paths.features_db}: run `recsys features` first")
     con = read_store(paths)
     try:
         data = load_training_data(con, train_cfg.protocol, model_cfg.max_len,
-                                  train_cfg.popularity_window_days)
+                                  (feature_cfg or FeatureConfig()).popularity_window_days)
     finally:
         con.close()
     if len(data.train_items) == 0 or len(data.valid) == 0:
@@ -123,7 +131,8 @@ def evaluate_all(net: SeqRec, baselines: dict, data: TrainingData, eval_cfg: Eva
 def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
           train_cfg: TrainConfig | None = None, eval_cfg: EvalConfig | None = None,
           tracking_cfg: TrackingConfig | None = None,
-          gate_cfg: GateConfig | None = None, promote: bool = True) -> TrainResult | None:
+          gate_cfg: GateConfig | None = None, promote: bool = True,
+          feature_cfg: FeatureConfig | None = None) -> TrainResult | None:
     """Run a full retrain; a registered version is gated and, if it passes, promoted.
 
     ``promote=False`` stops after registration: the caller gates and promotes with
@@ -137,7 +146,7 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
     rank_zero = rank_zero_only.rank == 0
 
     data_read_at = utc_now()
-    data = read_training_data(paths, train_cfg, model_cfg)
+    data = read_training_data(paths, train_cfg, model_cfg, feature_cfg)
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     net = SeqRec(model_cfg, data.n_items, torch.from_numpy(data.text))
     module = SeqRecModule(net, model_cfg, train_cfg, torch.from_numpy(data.catalogue.counts),
