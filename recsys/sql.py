@@ -8,6 +8,7 @@ is ever assembled from user-supplied strings.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,18 @@ from typing import Any
 
 import duckdb
 
-SQL_DIR = Path(os.environ.get("RECSYS_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
+
+def _sql_dir() -> Path:
+    """``$RECSYS_SQL_DIR`` if set, else the installed package ``recsys._sql``.
+
+    The files live in ``sql/`` at the top of the repository; packaging maps that folder to
+    ``recsys._sql`` (pyproject.toml), so editable and regular installs both find them.
+    """
+    override = os.environ.get("RECSYS_SQL_DIR")
+    return Path(override) if override else Path(str(importlib.resources.files("recsys._sql")))
+
+
+SQL_DIR = _sql_dir()
 
 
 @functools.cache
