@@ -1,7 +1,8 @@
 """One source of truth for column names and the event contract.
 
-The same names are used as SQL aliases in ``sql/*.sql``; a test checks that the
-landing schema and these constants agree.
+The same names are used as SQL aliases in ``sql/*.sql``; ``tests/unit/test_columns.py``
+checks that the landing schemas, what ingestion writes, the store's event-type enum and the
+model's event-type codes agree with these constants.
 """
 
 from __future__ import annotations
