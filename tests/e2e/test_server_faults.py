@@ -114,7 +114,8 @@ def test_prefect_server_dies_mid_flow_then_the_next_run_succeeds(world, tmp_path
                      str(port)], f"http://127.0.0.1:{port}/api/health", env,
                     tmp_path / "prefect.log")
     flow_cmd = [sys.executable, "-c", "from flows.micro_batch import micro_batch_update; "
-                "print(micro_batch_update(max_steps=10, score_after_promotion=False))"]
+                "print(micro_batch_update(update={'max_steps': 10}, "
+                "score_after_promotion=False))"]
     stall = tmp_path / "stall"
     try:
         server.start()

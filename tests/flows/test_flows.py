@@ -16,6 +16,7 @@ from flows.ingest import ingest
 from flows.micro_batch import micro_batch_update
 from flows.replay import replay
 from flows.score import score
+from recsys.config import BacktestConfig, BacktestData, ScoreConfig, TrainConfig, UpdateConfig
 from recsys.scoring.batch import read_recommendations
 
 
@@ -47,10 +48,15 @@ def _artifact(key: str) -> str:
 
 def test_micro_batch_update_flow_promotes_and_summarises(project):
     project.land(2)
-    out = micro_batch_update(max_steps=10)
+    out = micro_batch_update(update=UpdateConfig(max_steps=10))
     assert out["status"] == "promoted" and out["version"] == project.champion().version
+    version = project.registry.get(out["version"])
+    assert version.kind == "incremental" and version.parent == project.full_version
+    assert version.tags["decision"] == "promoted"
     summary = _artifact("micro-batch-update")
     assert "**promoted**" in summary and "| holdout |" in summary and "MLflow run" in summary
+    assert f"candidate version {out['version']}, parent (champion) {project.full_version}" \
+        in summary
 
 
 def test_a_late_scheduled_run_is_skipped(project):
@@ -61,11 +67,16 @@ def test_a_late_scheduled_run_is_skipped(project):
 
 def test_full_retrain_flow_then_scores_with_the_new_champion(project):
     project.land(2)
-    out = full_retrain(epochs=4, patience=4, d_model=32, max_len=20, batch_size=32)
+    out = full_retrain(model={"d_model": 32, "max_len": 20},  # partial, as a deployment's
+                       training=TrainConfig(max_epochs=4, patience=4, batch_size=32))
     assert out["decision"] == "promoted" and project.champion().version == out["version"]
+    version = project.registry.get(out["version"])
+    assert version.kind == "full" and version.tags["decision"] == "promoted"
+    assert version.tags["promoted_over"] == project.full_version
     lists = read_recommendations(project.paths).to_pandas()
     assert set(lists["model_version"]) == {out["version"]}
-    assert "| seqrec |" in _artifact("full-retrain")
+    summary = _artifact("full-retrain")
+    assert "| seqrec |" in summary and f"version {out['version']} promoted" in summary
 
 
 def test_ingest_build_features_score_and_replay_flows(project, tmp_path):
@@ -78,7 +89,10 @@ def test_ingest_build_features_score_and_replay_flows(project, tmp_path):
     with pytest.raises(ValueError, match="rejected"):
         ingest([str(bad)])
     assert build_features()["events"] > 0
-    assert score(k=5)["rows"] > 0
+    scored = score(ScoreConfig(k=5))
+    lists = read_recommendations(project.paths).to_pandas()
+    assert scored["rows"] == len(lists) > 0 and lists.groupby("user_id").size().max() == 5
+    assert set(lists["model_version"]) == {project.full_version}
     live = tmp_path / "live.parquet"
     pd.concat(project.chunks[1:3]).to_parquet(live)
     assert replay(str(live), speedup=1e7, tick_seconds=1.0) == sum(
@@ -86,6 +100,20 @@ def test_ingest_build_features_score_and_replay_flows(project, tmp_path):
 
 
 def test_backtest_flow(project):
-    means = backtest(synthetic="tiny", windows=3, full_every=0, epochs=10)
-    assert set(means) == {"static", "micro", "full"}
-    assert "later-half NDCG@10" in _artifact("backtest")
+    from mlflow import MlflowClient
+
+    out = backtest(data=BacktestData(synthetic="tiny"),
+                   replay=BacktestConfig(windows=3, full_every=0),
+                   training=TrainConfig(max_epochs=10, patience=3))
+    assert out["windows"] == 3
+    means = out["mean_ndcg@10"]
+    assert all(0.0 <= v <= 1.0 for v in means.values()) and max(means.values()) > 0, out
+    table = _artifact("backtest")
+    assert "later-half NDCG@10" in table and out["run_id"] in table
+    assert sum(line.startswith(("| 0 |", "| 1 |", "| 2 |")) for line in table.splitlines()) == 3
+    # the summary run landed in the project's store, with one figure per window
+    client = MlflowClient(f"sqlite:///{project.paths.mlflow_db}")
+    run = client.get_run(out["run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "recsys-backtest"
+    key = next(k for k in run.data.metrics if k.startswith("micro/ndcg"))  # @ made MLflow-safe
+    assert len(client.get_metric_history(out["run_id"], key)) == 3
