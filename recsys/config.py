@@ -280,32 +280,43 @@ class EvalConfig(_Config):
 
 
 class TrackingConfig(_Config):
-    """MLflow tracking: ``$MLFLOW_TRACKING_URI`` wins over the local SQLite default."""
+    """MLflow tracking: which store, which experiment, which registered model."""
 
-    experiment: str = "recsys"
-    registered_model: str = "recsys-seqrec"
-    register_model: bool = True
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; empty: $MLFLOW_TRACKING_URI if set, else the "
+                          "local SQLite store under Paths.tracking_home.")
+    experiment: str = Field("recsys", description="MLflow experiment of the runs.")
+    registered_model: str = Field("recsys-seqrec",
+                                  description="Registered model the versions belong to.")
+    register_model: bool = Field(True, description="Register the trained model as a version.")
 
 
 class GateConfig(_Config):
     """When a candidate may replace the champion.
 
-    Both are scored, test-then-train, on events neither was trained on: the newest events of
-    the batch and a fixed guard set from older data (forgetting shows up there).
+    A micro-batch candidate and the champion are both scored, test-then-train, on events
+    neither was trained on: the newest events of the batch and a fixed guard set from older
+    data (forgetting shows up there). A full retrain is judged on its validation split.
     """
 
-    # The challenger may be worse than the champion by at most this fraction of the champion's
-    # NDCG@10, on the held-out batch events and on the guard set alike.
-    tolerance: float = Field(0.05, ge=0.0, le=1.0)
-    # ... and the drop must also exceed this many standard errors of the paired per-case
-    # difference: with a few thousand cases NDCG@10 moves by several percent on noise alone,
-    # and a gate that reacts to noise stalls the pipeline. 0 compares point estimates only.
-    z: float = Field(2.0, ge=0.0)
-    # Recommendations have collapsed when the top-10 lists of the evaluated users hold fewer
-    # than this fraction of the distinct items the champion's lists hold.
-    min_distinct_ratio: float = Field(0.5, ge=0.0, le=1.0)
-    # A full retrain must beat the popularity baseline on its own test split by this factor.
-    full_min_lift_over_popularity: float = 1.0
+    tolerance: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="The challenger may be worse than the champion by at most this fraction of "
+                    "the champion's NDCG@10, on the held-out batch events and on the guard set.")
+    # With a few thousand cases NDCG@10 moves by several percent on noise alone, and a gate
+    # that reacts to noise stalls the pipeline.
+    z: float = Field(
+        2.0, ge=0.0,
+        description="... and the drop must also exceed this many standard errors of the paired "
+                    "per-case difference (0 compares point estimates only).")
+    min_distinct_ratio: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Recommendations have collapsed when the top-10 lists hold fewer than this "
+                    "fraction of the distinct items the champion's lists hold.")
+    full_min_lift_over_popularity: float = Field(
+        1.0, ge=0.0,
+        description="A full retrain must beat the popularity baseline's validation NDCG@10 by "
+                    "this factor.")
 
 
 class UpdateConfig(_Config):

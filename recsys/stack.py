@@ -261,15 +261,8 @@ class Stack:
         from recsys.config import TrackingConfig
         from recsys.registry.registry import Registry
 
-        before = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = self.mlflow_url
-        try:
-            return Registry(self.paths, TrackingConfig()).champion() is not None
-        finally:
-            if before is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = before
+        tracking_cfg = TrackingConfig(tracking_uri=self.mlflow_url)
+        return Registry(self.paths, tracking_cfg).champion() is not None
 
     def down(self, grace_s: float = 15.0) -> list[str]:
         """Stop the processes this stack started (newest first); returns their names."""

@@ -1,35 +1,43 @@
-"""The MLflow pyfunc flavour: recent-item sequences in, top-K item ids out.
+"""The MLflow pyfunc flavour as a generic adapter: the predictions come from a named class.
 
-Input: a DataFrame with a column ``item_ids`` (list of item id strings, oldest first) and an
-optional ``event_types`` column (list of event type names, same length). Params: ``k`` (10)
-and ``exclude_seen`` (False). Output: columns ``item_ids`` (list of strings, best first) and
-``scores`` (list of floats). Works with ``mlflow.pyfunc.load_model`` and ``mlflow models serve``
-wherever the ``recsys`` package is installed.
+A model is logged with ``model_config={"predictor": "package.module.Class"}`` and its files as
+artifacts. At load time the class is imported by that dotted path and built with
+``Class.from_artifacts(artifacts)``; ``predict`` is delegated to it. So the registry never
+imports the code that scores (``recsys.scoring.pyfunc.SeqRecPredictor`` for our models), and
+a logged model loads with ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` wherever
+the package that holds the class is installed.
+
+A predictor class provides ``from_artifacts(artifacts: dict[str, str])``,
+``predict(model_input, params) -> DataFrame`` and ``examples(history)`` (an input, an output
+and the params, from which the logged signature is inferred).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 
 import mlflow.pyfunc
 import pandas as pd
 
 
-class SeqRecPyfunc(mlflow.pyfunc.PythonModel):
-    def load_context(self, context) -> None:
-        from recsys.scoring.scorer import Scorer
+def load_predictor_class(dotted: str) -> type:
+    """The class named ``package.module.Class``."""
+    module, _, name = dotted.rpartition(".")
+    if not module:
+        raise ValueError(f"predictor {dotted!r} is not a dotted path package.module.Class")
+    return getattr(importlib.import_module(module), name)
 
-        self.scorer = Scorer.from_folder(Path(context.artifacts["model"]))
+
+class PredictorPyfunc(mlflow.pyfunc.PythonModel):
+    """Delegates to the predictor class named in the model's config."""
+
+    def load_context(self, context) -> None:
+        config = context.model_config or {}
+        if "predictor" not in config:
+            raise ValueError("the model's config names no predictor class: it was logged by an "
+                             "older version of recsys; log it again")
+        cls = load_predictor_class(config["predictor"])
+        self.predictor = cls.from_artifacts(dict(context.artifacts))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        params = params or {}
-        histories = [list(h) if h is not None else [] for h in model_input["item_ids"]]
-        types = None
-        if "event_types" in model_input:
-            types = [list(t) if t is not None else ["view"] * len(h)
-                     for t, h in zip(model_input["event_types"], histories, strict=True)]
-        ids, scores = self.scorer.recommend(histories, k=int(params.get("k", 10)),
-                                            exclude_seen=bool(params.get("exclude_seen", False)),
-                                            types=types)
-        return pd.DataFrame({"item_ids": [list(r) for r in ids],
-                             "scores": [[float(s) for s in r] for r in scores]})
+        return self.predictor.predict(model_input, params)

@@ -22,13 +22,12 @@ from urllib.parse import unquote, urlparse
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from recsys.config import Paths, RetentionConfig, TrackingConfig
-from recsys.data.files import file_lock
 from recsys.faults import crash_point
+from recsys.files import file_lock
 from recsys.registry import tracking
-from recsys.timeutil import parse_ts, seconds_since
+from recsys.timeutil import parse_ts, seconds_since, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +35,6 @@ CHAMPION = "champion"
 PREVIOUS = "previous-champion"
 CHALLENGER = "challenger"
 ALIASES = (CHAMPION, PREVIOUS, CHALLENGER)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -79,10 +74,7 @@ class Registry:
     def __init__(self, paths: Paths, cfg: TrackingConfig):
         self.paths, self.cfg = paths, cfg
         self.name = cfg.registered_model
-        self.uri = tracking.tracking_uri(paths)
-        if self.uri.startswith("sqlite:"):
-            paths.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(self.uri)
+        self.client, self.uri = tracking.client(paths, cfg)
 
     # -- reading -------------------------------------------------------------------------
     def _wrap(self, mv, aliases: tuple[str, ...] | None = None) -> Version:
@@ -149,9 +141,11 @@ class Registry:
 
     # -- writing -------------------------------------------------------------------------
     def tag(self, version: str, tags: Mapping[str, object]) -> None:
+        """Set version tags; times are written as ISO timestamps to the second."""
         for key, value in tags.items():
-            self.client.set_model_version_tag(self.name, version, tracking.safe_key(key),
-                                              str(value))
+            text = value.isoformat(timespec="seconds") if isinstance(value, dt.datetime) \
+                else str(value)
+            self.client.set_model_version_tag(self.name, version, tracking.safe_key(key), text)
 
     def set_challenger(self, version: str) -> None:
         self.client.set_registered_model_alias(self.name, CHALLENGER, version)
@@ -175,7 +169,7 @@ class Registry:
             if expected_champion != "any" and current_version != expected_champion:
                 self.tag(version, {"decision": "stale", "decision_reason": (
                     f"champion moved from {expected_champion} to {current_version} while "
-                    f"this candidate was trained"), "decided_at": now_iso()})
+                    f"this candidate was trained"), "decided_at": utc_now()})
                 log.warning("version %s not promoted: the champion moved to %s", version,
                             current_version)
                 return False
@@ -186,7 +180,7 @@ class Registry:
                 crash_point("registry.between_aliases")
             self.client.set_registered_model_alias(self.name, CHAMPION, version)
             self.tag(version, {"decision": action, "decision_reason": reason,
-                               "decided_at": now_iso(),
+                               "decided_at": utc_now(),
                                "promoted_over": current_version or ""})
         log.info("%s version %s %s (was %s): %s", self.name, version, action, current_version,
                  reason)
@@ -194,7 +188,7 @@ class Registry:
 
     def reject(self, version: str, reason: str) -> None:
         self.tag(version, {"decision": "rejected", "decision_reason": reason,
-                           "decided_at": now_iso()})
+                           "decided_at": utc_now()})
         log.info("%s version %s rejected: %s", self.name, version, reason)
 
     def rollback(self, reason: str = "operator rollback") -> tuple[str, str]:
@@ -214,7 +208,7 @@ class Registry:
                 self.client.set_registered_model_alias(self.name, PREVIOUS, before)
             else:
                 self.client.delete_registered_model_alias(self.name, PREVIOUS)
-            stamp = now_iso()
+            stamp = utc_now()
             if current is not None:
                 self.tag(current.version, {"decision": "rolled_back",
                                            "decision_reason": reason, "decided_at": stamp})

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 
 from recsys.config import (
@@ -36,15 +35,17 @@ from recsys.config import (
     TrainConfig,
     UpdateConfig,
 )
+from recsys.data.containers import EvalSet
 from recsys.data.features import build_features, open_store
 from recsys.data.ingest import ingest_frame
 from recsys.data.landing import LandingZone
 from recsys.data.microbatch import holdout_set, refresh
 from recsys.models import io
-from recsys.registry import tracking
+from recsys.models.seqrec import SeqRec
+from recsys.registry import runs, tracking
 from recsys.registry.registry import Registry
 from recsys.timeutil import parse_ts, seconds_since
-from recsys.training.full_retrain import train
+from recsys.training.full_retrain import TrainResult, train
 from recsys.training.gate import score_set
 from recsys.training.update import update
 
@@ -134,10 +135,42 @@ def _lag(start: pd.Timestamp, newest: dt.datetime | None) -> float:
     return float("nan") if lag is None else lag
 
 
-def _load_version(registry: Registry, version: str):
-    with registry.model_folder(version) as folder:
-        net, _, _ = io.load(folder)
-    return net
+@dataclass
+class _Model:
+    """A model under test and the newest event it has learnt from."""
+
+    net: SeqRec
+    newest: dt.datetime | None
+
+
+@dataclass
+class _Replay:
+    """The scratch project a replay writes into, and the settings of its three models."""
+
+    paths: Paths
+    tracking_cfg: TrackingConfig  # the scratch project's own MLflow store
+    cfg: BacktestConfig
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    update_cfg: UpdateConfig
+    gate_cfg: GateConfig
+    feature_cfg: FeatureConfig
+    registry: Registry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = Registry(self.paths, self.tracking_cfg)
+
+    def version(self, version: str) -> _Model:
+        with self.registry.model_folder(version) as folder:
+            net, _, _ = io.load(folder)
+        return _Model(net, self.registry.get(version).newest_event_ts)
+
+    def retrain(self, register: bool) -> TrainResult:
+        """A full retrain on everything landed so far (the initial one is registered)."""
+        build_features(self.paths, self.feature_cfg)
+        tracking_cfg = self.tracking_cfg.model_copy(update={"register_model": register})
+        return train(self.paths, self.model_cfg, self.train_cfg, EvalConfig(), tracking_cfg,
+                     self.gate_cfg)
 
 
 def backtest(events: pd.DataFrame, items: pd.DataFrame | None, home: Path,
@@ -147,65 +180,35 @@ def backtest(events: pd.DataFrame, items: pd.DataFrame | None, home: Path,
              report_paths: Paths | None = None) -> BacktestResult:
     """Replay ``events`` into ``home`` (a scratch project folder) and score the three models.
 
-    ``report_paths``: the project whose MLflow store receives the summary run (experiment
-    ``recsys-backtest``); None logs nothing.
+    The scratch project has its own SQLite MLflow store, whatever ``$MLFLOW_TRACKING_URI``
+    says: replayed versions never reach a real registry. ``report_paths``: the project whose
+    MLflow store receives the summary run (experiment ``recsys-backtest``); None logs nothing.
     """
-    cfg, model_cfg = cfg or BacktestConfig(), model_cfg or ModelConfig()
-    train_cfg = train_cfg or TrainConfig(progress_bar=False)
-    update_cfg, gate_cfg = update_cfg or UpdateConfig(), gate_cfg or GateConfig()
-    feature_cfg = feature_cfg or FeatureConfig(
-        text_encoder="wordllama" if items is not None else "none")
+    cfg = cfg or BacktestConfig()
     paths = Paths(root=home / "data", tracking_home=home / "tracking")
-    registry = Registry(paths, TrackingConfig())
-    zone = LandingZone(paths)
-
+    r = _Replay(paths, TrackingConfig(tracking_uri=tracking.local_uri(paths)), cfg,
+                model_cfg or ModelConfig(), train_cfg or TrainConfig(progress_bar=False),
+                update_cfg or UpdateConfig(), gate_cfg or GateConfig(),
+                feature_cfg or FeatureConfig(
+                    text_encoder="wordllama" if items is not None else "none"))
     initial, windows, bounds = _split_windows(events, cfg)
-    if items is not None:
-        ingest_frame(items, "items", kind="items", data_paths=paths)
-    ingest_frame(initial, "initial", data_paths=paths)
-    build_features(paths, feature_cfg)
-    first = train(paths, model_cfg, train_cfg, EvalConfig(), TrackingConfig(), gate_cfg)
-    if not first.promoted:
-        raise RuntimeError(f"the initial full retrain was not promoted: {first.decision_reason}")
-    static = _load_version(registry, first.version)
-    static_newest = registry.get(first.version).newest_event_ts
-    full, full_newest = static, static_newest
+    static = _first_model(r, items, initial)
+    full = static
     log.info("backtest: %d initial events, %d windows of %s", len(initial), len(windows),
              bounds[1] - bounds[0])
-
     result = BacktestResult()
     for i, window in enumerate(windows):
-        lo = zone.max_seq()
-        window_ts = pd.to_datetime(window["ts"])
-        for p in range(cfg.parts_per_window):
-            a = bounds[i] + (bounds[i + 1] - bounds[i]) * p / cfg.parts_per_window
-            b = bounds[i] + (bounds[i + 1] - bounds[i]) * (p + 1) / cfg.parts_per_window
-            part = window[(window_ts >= a) & (window_ts < b)]
-            if len(part):
-                ingest_frame(part, f"window{i}.{p}", data_paths=paths)
-        hi = zone.max_seq()
-        with open_store(paths) as con:  # test: every model scores the window before learning it
-            refresh(con, paths)
-            cases = holdout_set(con, lo, hi, model_cfg.max_len, cfg.max_eval_events,
-                                update_cfg.seed)
-        champion = registry.champion()
-        micro = _load_version(registry, champion.version)
-        metrics, lags = {}, {}
-        for name, net, newest in (("static", static, static_newest),
-                                  ("micro", micro, champion.newest_event_ts),
-                                  ("full", full, full_newest)):
-            s = score_set(net, cases)
-            metrics[name] = {"ndcg@10": s.ndcg, "hr@10": s.hr}
-            lags[name] = _lag(bounds[i], newest)
+        cases = _land_window(r, window, i, bounds[i], bounds[i + 1])
+        champion = r.registry.champion()
+        models = {"static": static, "micro": r.version(champion.version), "full": full}
+        metrics, lags = _score_window(models, cases, bounds[i])
         # train: the micro-batch update learns the window (all but its newest part) ...
-        outcome = update(paths, update_cfg, gate_cfg)
+        outcome = update(paths, r.update_cfg, r.gate_cfg, tracking_cfg=r.tracking_cfg)
         # ... and the full retrain, at its slower cadence, everything so far.
         if cfg.full_every and (i + 1) % cfg.full_every == 0 and i + 1 < len(windows):
-            build_features(paths, feature_cfg)
-            retrain = train(paths, model_cfg, train_cfg, EvalConfig(),
-                            TrackingConfig(register_model=False), gate_cfg)
-            full, _, _ = io.load(retrain.model_dir)
-            full_newest = parse_ts(retrain.fingerprint.get("newest_event_ts"))
+            retrain = r.retrain(register=False)
+            full = _Model(io.load(retrain.model_dir)[0],
+                          parse_ts(retrain.fingerprint.get("newest_event_ts")))
         result.windows.append(Window(i, bounds[i].to_pydatetime(), bounds[i + 1].to_pydatetime(),
                                      len(window), len(cases), metrics, lags, outcome.status))
         log.info("window %d: %s | update %s", i, ", ".join(
@@ -215,25 +218,65 @@ def backtest(events: pd.DataFrame, items: pd.DataFrame | None, home: Path,
     return result
 
 
+def _first_model(r: _Replay, items: pd.DataFrame | None, initial: pd.DataFrame) -> _Model:
+    """Land the items and the initial events, train and promote the first champion."""
+    if items is not None:
+        ingest_frame(items, "items", kind="items", data_paths=r.paths)
+    ingest_frame(initial, "initial", data_paths=r.paths)
+    first = r.retrain(register=True)
+    if not first.promoted:
+        raise RuntimeError(f"the initial full retrain was not promoted: {first.decision_reason}")
+    return r.version(first.version)
+
+
+def _land_window(r: _Replay, window: pd.DataFrame, index: int, start: pd.Timestamp,
+                 end: pd.Timestamp) -> EvalSet:
+    """Land the window part by part; returns its events as cases to test on (not learnt yet)."""
+    zone = LandingZone(r.paths)
+    lo = zone.max_seq()
+    window_ts = pd.to_datetime(window["ts"])
+    parts = r.cfg.parts_per_window
+    for p in range(parts):
+        a, b = start + (end - start) * p / parts, start + (end - start) * (p + 1) / parts
+        part = window[(window_ts >= a) & (window_ts < b)]
+        if len(part):
+            ingest_frame(part, f"window{index}.{p}", data_paths=r.paths)
+    with open_store(r.paths) as con:
+        refresh(con, r.paths)
+        return holdout_set(con, lo, zone.max_seq(), r.model_cfg.max_len, r.cfg.max_eval_events,
+                           r.update_cfg.seed)
+
+
+def _score_window(models: dict[str, _Model], cases: EvalSet,
+                  start: pd.Timestamp) -> tuple[dict, dict]:
+    """Every model's NDCG/HR@10 on the window, and its freshness lag at the window's start."""
+    metrics, lags = {}, {}
+    for name, model in models.items():
+        s = score_set(model.net, cases)
+        metrics[name] = {"ndcg@10": s.ndcg, "hr@10": s.hr}
+        lags[name] = _lag(start, model.newest)
+    return metrics, lags
+
+
 def _log(result: BacktestResult, paths: Paths, cfg: BacktestConfig) -> None:
     import matplotlib.pyplot as plt
 
-    with tracking.session(paths, TrackingConfig(experiment="recsys-backtest")) as (_, exp_id), \
-            mlflow.start_run(experiment_id=exp_id, run_name="backtest") as run:
-        result.run_id = run.info.run_id
-        mlflow.log_params(tracking.flatten("backtest", cfg.model_dump()))
+    tracking_cfg = TrackingConfig(experiment="recsys-backtest")
+    with runs.start_run(paths, tracking_cfg, "backtest") as run:
+        result.run_id = run.id
+        run.log_params(tracking.flatten("backtest", cfg.model_dump()))
         for w in result.windows:
             for m in MODELS:
-                tracking.log_metrics({f"{m}/ndcg@10": w.metrics[m]["ndcg@10"],
-                                      f"{m}/hr@10": w.metrics[m]["hr@10"],
-                                      f"{m}/lag_hours": w.lag_s[m] / 3600}, step=w.index)
+                run.log_metrics({f"{m}/ndcg@10": w.metrics[m]["ndcg@10"],
+                                 f"{m}/hr@10": w.metrics[m]["hr@10"],
+                                 f"{m}/lag_hours": w.lag_s[m] / 3600}, step=w.index)
         for m in MODELS:
-            tracking.log_metrics({f"mean/{m}/ndcg@10": result.mean(m, "ndcg@10"),
-                                  f"later_half/{m}/ndcg@10": result.mean(m, "ndcg@10", True),
-                                  f"mean/{m}/lag_hours": result.mean_lag(m) / 3600})
-        tracking.log_text_artifact(result.table(), "backtest.md")
-        tracking.log_text_artifact(json.dumps([w.__dict__ for w in result.windows], default=str,
-                                              indent=2), "backtest.json")
+            run.log_metrics({f"mean/{m}/ndcg@10": result.mean(m, "ndcg@10"),
+                             f"later_half/{m}/ndcg@10": result.mean(m, "ndcg@10", True),
+                             f"mean/{m}/lag_hours": result.mean_lag(m) / 3600})
+        run.log_text(result.table(), "backtest.md")
+        run.log_text(json.dumps([w.__dict__ for w in result.windows], default=str, indent=2),
+                     "backtest.json")
         fig = result.figure()
-        tracking.log_figure(fig, "backtest.png")
+        run.log_figure(fig, "backtest.png")
         plt.close(fig)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from recsys.config import TrainConfig, UpdateConfig
+from recsys.data.containers import trim
 from recsys.data.datamodule import BucketBatchSampler
 from recsys.data.microbatch import FineTuneData
-from recsys.evaluation.evaluator import trim
 from recsys.faults import crash_point
 from recsys.models.module import SeqRecModule
 from recsys.models.seqrec import SeqRec
@@ -71,22 +71,26 @@ def _repeatable(seed: int, deterministic: bool, device: torch.device):
 
 
 def fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
-              item_counts: torch.Tensor | None = None) -> FineTuneReport:
+              item_counts: torch.Tensor | None = None,
+              weight_decay: float = 0.0) -> FineTuneReport:
     """Train ``net`` in place on every sequence of ``data``, in at most ``max_steps``.
 
     The batch grows when one pass would need more steps, so no new event is left out; further
-    passes (``epochs``) run while steps remain.
+    passes (``epochs``) run while steps remain. ``weight_decay``: the lineage's (the full
+    retrain's ``TrainConfig.weight_decay``, kept in the model folder), so a fine-tune
+    optimises the objective its parent was trained with.
     """
     device = device_for(cfg.accelerator)
+    train_cfg = TrainConfig(lr=cfg.lr, weight_decay=weight_decay)
     with _repeatable(cfg.seed, cfg.deterministic, device):
-        return _fine_tune(net, data, cfg, item_counts, device)
+        return _fine_tune(net, data, cfg, train_cfg, item_counts, device)
 
 
-def _fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
+def _fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig, train_cfg: TrainConfig,
                item_counts: torch.Tensor | None, device: torch.device) -> FineTuneReport:
     t0 = time.perf_counter()
     bf16 = resolve_precision(cfg.precision, cfg.accelerator).startswith("bf16")
-    module = SeqRecModule(net, net.cfg, TrainConfig(lr=cfg.lr), item_counts).to(device).train()
+    module = SeqRecModule(net, net.cfg, train_cfg, item_counts).to(device).train()
     optimiser = module.make_optimizer()
     batch_size = max(cfg.batch_size, math.ceil(len(data) / cfg.max_steps)) if len(data) else 1
     lengths = (data.items > 0).sum(1).numpy()

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from recsys import metrics as M
 from recsys.config import GateConfig
-from recsys.evaluation import metrics as M
-from recsys.evaluation.evaluator import EvalSet, trim
+from recsys.data.containers import EvalSet
+from recsys.evaluation.evaluator import rank_cases
 from recsys.models.seqrec import SeqRec
 
 K = 10
@@ -37,31 +38,14 @@ class SetScore:
                 f"{prefix}distinct@{K}": float(self.distinct), f"{prefix}n": float(self.n)}
 
 
-@torch.no_grad()
 def score_set(net: SeqRec, data: EvalSet | None, device: torch.device | str = "cpu",
               batch_size: int = 512) -> SetScore:
     """NDCG/HR@10 with full ranking; a target the model has no row for counts as a miss."""
     if data is None or len(data) == 0:
         return SetScore(0, float("nan"), float("nan"), 0)
-    ranks, tops = [], []
-    item_vectors = net.items()
-    for start in range(0, len(data), batch_size):
-        batch = data.subset(slice(start, start + batch_size))
-        items, types = trim(batch.items.to(device), batch.types.to(device))
-        items = items.masked_fill(items > net.n_items, 0)  # items newer than the model
-        scores = net.score(items, types, item_vectors).float()
-        scores = torch.nan_to_num(scores, nan=float("-inf"))
-        target = batch.target.to(device)
-        known = target <= net.n_items
-        t = scores.gather(1, target.clamp(max=net.n_items)[:, None])
-        rank = (scores >= t).sum(1).clamp(min=1)
-        rank = torch.where(known, rank, torch.full_like(rank, scores.shape[1] + 1))
-        ranks.append(rank.cpu())
-        tops.append(scores.topk(min(K, net.n_items), dim=1).indices.cpu())
-    r = torch.cat(ranks).numpy()
-    top = torch.cat(tops).numpy()
-    return SetScore(len(r), M.ndcg(r, K), M.hit_rate(r, K), int(len(np.unique(top))),
-                    M.ndcg_gains(r, K))
+    ranked = rank_cases(net, data, K, batch_size, device)
+    return SetScore(len(ranked.ranks), M.ndcg(ranked.ranks, K), M.hit_rate(ranked.ranks, K),
+                    int(len(np.unique(ranked.top))), ranked.ndcg_gains(K))
 
 
 def finite_weights(net: SeqRec) -> bool:
@@ -162,22 +146,23 @@ def compare(champion: dict[str, SetScore], challenger: dict[str, SetScore],
     return Verdict(True, f"not worse within {cfg.tolerance:.0%}: {summary}", figures)
 
 
-def decide_full(test_ndcg: float, popularity_ndcg: float, net: SeqRec, cfg: GateConfig,
+def decide_full(valid_ndcg: float, popularity_ndcg: float, net: SeqRec, cfg: GateConfig,
                 device: torch.device | str = "cpu") -> Verdict:
-    """Promotion decision of a full retrain: sane, and better than popularity on its test split.
+    """Promotion decision of a full retrain: sane, and better than popularity on validation.
 
-    A full retrain is not compared with an incremental champion on held-out events: the
-    champion has usually trained on them already, which would bias the comparison.
+    Validation, never test: the test split reports a model once and chooses nothing. A full
+    retrain is not compared with an incremental champion on held-out events: the champion has
+    usually trained on them already, which would bias the comparison.
     """
-    figures = {"test.ndcg@10": test_ndcg, "test.popularity.ndcg@10": popularity_ndcg}
+    figures = {"valid.ndcg@10": valid_ndcg, "valid.popularity.ndcg@10": popularity_ndcg}
     problem = sanity(net, True, device)
     if problem:
         return Verdict(False, problem, figures)
-    if not math.isfinite(test_ndcg):
-        return Verdict(False, "test NDCG@10 is NaN", figures)
+    if not math.isfinite(valid_ndcg):
+        return Verdict(False, "validation NDCG@10 is NaN", figures)
     floor = popularity_ndcg * cfg.full_min_lift_over_popularity
-    if test_ndcg <= floor:
-        return Verdict(False, (f"test NDCG@10 {test_ndcg:.4f} does not beat popularity's "
-                               f"{popularity_ndcg:.4f}"), figures)
-    return Verdict(True, (f"full retrain: test NDCG@10 {test_ndcg:.4f} beats popularity's "
-                          f"{popularity_ndcg:.4f}"), figures)
+    if valid_ndcg <= floor:
+        return Verdict(False, (f"validation NDCG@10 {valid_ndcg:.4f} does not beat "
+                               f"popularity's {popularity_ndcg:.4f}"), figures)
+    return Verdict(True, (f"full retrain: validation NDCG@10 {valid_ndcg:.4f} beats "
+                          f"popularity's {popularity_ndcg:.4f}"), figures)

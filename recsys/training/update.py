@@ -8,33 +8,35 @@ move the aliases -> apply retention.
 Crash safety comes from where the watermark lives: it is a tag of the champion version. A run
 that dies anywhere before the alias move leaves the champion, and so the watermark, as they
 were; the next run repeats the batch from the same champion, so no event is skipped and none
-enters the champion's lineage twice. An orphaned candidate is only pruned by retention.
+enters the champion's lineage twice. An orphaned candidate (registered, never decided: it has
+no ``decision`` tag) is only pruned by retention.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
-import hashlib
 import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import mlflow
 import torch
 
-from recsys import privacy
 from recsys.config import GateConfig, Paths, RetentionConfig, TrackingConfig, UpdateConfig
+from recsys.data import forget_log
+from recsys.data.containers import EvalSet
 from recsys.data.features import open_store
 from recsys.data.microbatch import BatchPlan, FineTuneData, MicroBatch, extract, plan_batch, refresh
 from recsys.faults import crash_point
 from recsys.models import io
-from recsys.registry import tracking
-from recsys.registry.registry import Registry, now_iso
+from recsys.models.seqrec import SeqRec
+from recsys.registry import lineage, runs, tracking
+from recsys.registry.registry import Registry, Version
 from recsys.timeutil import LapClock, seconds_since, utc_now
-from recsys.training.finetune import device_for, fine_tune
+from recsys.training import PREDICTOR
+from recsys.training.finetune import FineTuneReport, device_for, fine_tune
 from recsys.training.gate import SetScore, Verdict, compare, figures_of, sanity, score_set
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ class UpdateResult:
 
     def as_record(self) -> dict:
         out = asdict(self)
-        out["at"] = now_iso()
+        out["at"] = utc_now().isoformat(timespec="seconds")
         return out
 
 
@@ -111,107 +113,92 @@ def record(paths: Paths, result: UpdateResult) -> None:
         fh.write(json.dumps(result.as_record(), default=str) + "\n")
 
 
-def _scores(net, batch: MicroBatch, guard, device) -> dict[str, SetScore]:
-    return {"holdout": score_set(net, batch.holdout, device),
-            "guard": score_set(net, guard, device)}
+@dataclass
+class _Update:
+    """One update's settings, and what its steps have found so far."""
+
+    paths: Paths
+    cfg: UpdateConfig
+    gate_cfg: GateConfig
+    tracking_cfg: TrackingConfig
+    registry: Registry
+    clock: LapClock = field(default_factory=LapClock)
+    champion: Version | None = None
+    net: SeqRec | None = None  # the champion's weights, grown in place for new items
+    item_ids: list[str] = field(default_factory=list)  # the champion's items
+    meta: dict = field(default_factory=dict)  # the champion's model folder metadata
+    guard: EvalSet | None = None
+    data_read_at: dt.datetime | None = None
+    plan: BatchPlan | None = None
+    batch: MicroBatch | None = None
+
+    def result(self, status: str, reason: str, **kwargs) -> UpdateResult:
+        return UpdateResult(status, reason, self.champion.version if self.champion else None,
+                            plan=self.plan, **kwargs)
 
 
 def update(paths: Paths | None = None, cfg: UpdateConfig | None = None,
            gate_cfg: GateConfig | None = None, retention: RetentionConfig | None = None,
            tracking_cfg: TrackingConfig | None = None) -> UpdateResult:
-    paths, cfg = paths or Paths(), cfg or UpdateConfig()
-    gate_cfg, retention = gate_cfg or GateConfig(), retention or RetentionConfig()
-    tracking_cfg = tracking_cfg or TrackingConfig()
-    clock = LapClock()
-    registry = Registry(paths, tracking_cfg)
-    champion = registry.champion()
-    if champion is None:
-        result = UpdateResult("no_champion", "no champion yet: run a full retrain first", None)
-        record(paths, result)
-        return result
-    with registry.model_folder(champion.version) as folder:
-        net, item_ids, meta = io.load(folder)
-        guard = io.load_guard(folder)
-    clock.lap("load")
-
-    data_read_at = utc_now()
-    with open_store(paths) as con:
-        refresh(con, paths)
-        plan = plan_batch(con, champion.watermark, cfg)
-        batch = None if plan.empty else extract(
-            con, plan, cfg, net.cfg.max_len, guard.user_idx if guard is not None else None)
-    clock.lap("extract")
-    crash_point("update.after_extract")
-    age = seconds_since(champion.newest_event_ts)
-    if batch is None:
-        result = UpdateResult("no_events", f"no events after watermark {champion.watermark}",
-                              champion.version, plan=plan, timings=clock.timings,
-                              model_age_s=age)
-        record(paths, result)
-        log.info(result.summary())
-        return result
-    _check_compatible(batch, item_ids, meta)
-
-    device = device_for(cfg.accelerator)
-    base = net  # the loaded champion is ours alone: grown in place, copied once for training
-    base.items.grow(batch.n_items, torch.from_numpy(batch.text) if batch.text.shape[1] else None)
-    base.to(device).eval()
-    before = _scores(base, batch, guard, device)
-    clock.lap("eval")
-    if not plan.trainable or plan.train_events < cfg.min_events:
-        reason = (f"only {plan.train_events} events to train on (min_events {cfg.min_events})"
-                  if plan.trainable else
-                  f"one landing part ({plan.holdout_events} events) after watermark "
-                  f"{plan.low}: held out to test on; it is trained on by the next update")
-        figures = {f"{k}.champion.{m}": v for k, s in before.items()
-                   for m, v in s.as_dict("").items()}
-        result = UpdateResult("waiting", reason, champion.version, plan=plan, figures=figures,
-                              timings=clock.timings, model_age_s=age)
-        record(paths, result)
-        log.info(result.summary())
-        return result
-
-    candidate = copy.deepcopy(base).to(device)
-    counts = torch.from_numpy(batch.item_counts).float()
-    report = fine_tune(candidate, FineTuneData.concat(batch.new, batch.replay), cfg, counts)
-    clock.lap("train")
-    problem = sanity(candidate, report.finite, device)
-    if problem:  # a broken model is not even scored
-        verdict = Verdict(False, problem, figures_of(before, "champion"))
-    else:
-        verdict = compare(before, _scores(candidate, batch, guard, device), gate_cfg)
-    clock.lap("eval")
-
-    result = UpdateResult("rejected", verdict.reason, champion.version, plan=plan,
-                          figures={**verdict.figures, **report.as_dict(),
-                                   "new_items": float(batch.n_items - len(item_ids))})
-    _register(result, candidate.cpu(), batch, champion, verdict, cfg, tracking_cfg, paths,
-              data_read_at,
-              registry, guard, clock)
-    result.status = "rejected"
-    if verdict.promote:
-        moved = registry.promote(result.version, verdict.reason,
-                                 expected_champion=champion.version)
-        result.status = "promoted" if moved else "stale"
-        if not moved:
-            result.reason = "the champion moved while this candidate was trained"
-    else:
-        registry.reject(result.version, verdict.reason)
-    crash_point("update.after_promote")
-    now_champion = registry.champion()
-    result.model_age_s = seconds_since(now_champion.newest_event_ts) if now_champion else age
-    client = registry.client
-    client.set_tag(result.run_id, "decision", result.status)
-    client.set_tag(result.run_id, "decision_reason", result.reason)
-    if result.model_age_s is not None:
-        client.log_metric(result.run_id, "model_age_s", result.model_age_s)
-    client.log_text(result.run_id, result.markdown(), "decision.md")
-    registry.prune(retention)
-    clock.lap("register")
-    result.timings = clock.timings
+    """One micro-batch update; every outcome is appended to ``updates.jsonl`` and logged."""
+    paths, tracking_cfg = paths or Paths(), tracking_cfg or TrackingConfig()
+    u = _Update(paths, cfg or UpdateConfig(), gate_cfg or GateConfig(), tracking_cfg,
+                Registry(paths, tracking_cfg))
+    result = _steps(u)
+    if result.version is not None:
+        u.registry.prune(retention or RetentionConfig())
+        u.clock.lap("register")
+    result.timings = u.clock.timings
     record(paths, result)
     log.info(result.summary())
     return result
+
+
+def _steps(u: _Update) -> UpdateResult:
+    """The update's steps in order; an early return is an update that registered nothing."""
+    u.champion = u.registry.champion()
+    if u.champion is None:
+        return u.result("no_champion", "no champion yet: run a full retrain first")
+    _load_champion(u)
+    _read_batch(u)
+    age = seconds_since(u.champion.newest_event_ts)
+    if u.batch is None:
+        return u.result("no_events", f"no events after watermark {u.champion.watermark}",
+                        model_age_s=age)
+    _check_compatible(u.batch, u.item_ids, u.meta)
+    device = device_for(u.cfg.accelerator)
+    before = _score_champion(u, device)
+    if reason := _waiting_reason(u.plan, u.cfg):
+        return u.result("waiting", reason, figures=figures_of(before, "champion"),
+                        model_age_s=age)
+    candidate, report = _fine_tune(u, device)
+    verdict = _judge(u, candidate, report, before, device)
+    result = u.result("rejected", verdict.reason, figures={
+        **verdict.figures, **report.as_dict(),
+        "new_items": float(u.batch.n_items - len(u.item_ids))})
+    _register(u, result, candidate.cpu(), verdict)
+    _decide(u, result, verdict, age)
+    return result
+
+
+def _load_champion(u: _Update) -> None:
+    with u.registry.model_folder(u.champion.version) as folder:
+        u.net, u.item_ids, u.meta = io.load(folder)
+        u.guard = io.load_guard(folder)
+    u.clock.lap("load")
+
+
+def _read_batch(u: _Update) -> None:
+    """Refresh the store and extract the events after the champion's watermark, if any."""
+    u.data_read_at = utc_now()
+    with open_store(u.paths) as con:
+        refresh(con, u.paths)
+        u.plan = plan_batch(con, u.champion.watermark, u.cfg)
+        if not u.plan.empty:
+            u.batch = extract(con, u.plan, u.cfg, u.net.cfg.max_len,
+                              u.guard.user_idx if u.guard is not None else None)
+    u.clock.lap("extract")
+    crash_point("update.after_extract")
 
 
 def _check_compatible(batch: MicroBatch, item_ids: list[str], meta: dict) -> None:
@@ -226,46 +213,119 @@ def _check_compatible(batch: MicroBatch, item_ids: list[str], meta: dict) -> Non
             f"{batch.text_encoder!r} embeddings: run a full retrain")
 
 
-def _register(result: UpdateResult, net, batch: MicroBatch, champion, verdict: Verdict,
-              cfg: UpdateConfig, tracking_cfg: TrackingConfig, paths: Paths,
-              data_read_at: dt.datetime, registry: Registry, guard, clock: LapClock) -> None:
-    plan = batch.plan
-    fingerprint = hashlib.sha256(
-        f"{champion.version}:{plan.low}:{plan.cut}:{plan.train_events}".encode()).hexdigest()[:16]
-    tags = {"kind": "incremental", "parent_version": champion.version,
-            "lineage_root": champion.tags.get("lineage_root", champion.version),
-            "watermark": str(plan.cut), "previous_watermark": str(plan.low),
-            "newest_event_ts": batch.newest_seen_ts.isoformat() if batch.newest_seen_ts else "",
-            "data_fingerprint": fingerprint, "git_commit": tracking.git_commit(),
-            "train_events": str(plan.train_events),
-            "decision_pending": verdict.reason}
-    with tracking.session(paths, tracking_cfg) as (_, experiment_id), \
-            mlflow.start_run(experiment_id=experiment_id,
-                             run_name=f"micro-batch {plan.low}->{plan.cut}") as run, \
+def _scores(net: SeqRec, batch: MicroBatch, guard: EvalSet | None,
+            device: torch.device) -> dict[str, SetScore]:
+    return {"holdout": score_set(net, batch.holdout, device),
+            "guard": score_set(net, guard, device)}
+
+
+def _score_champion(u: _Update, device: torch.device) -> dict[str, SetScore]:
+    """Grow the champion's item tower for the batch's new items, then test it.
+
+    In place: the loaded champion is ours alone, and is copied once for training.
+    """
+    text = torch.from_numpy(u.batch.text) if u.batch.text.shape[1] else None
+    u.net.items.grow(u.batch.n_items, text)
+    u.net.to(device).eval()
+    before = _scores(u.net, u.batch, u.guard, device)
+    u.clock.lap("eval")
+    return before
+
+
+def _waiting_reason(plan: BatchPlan, cfg: UpdateConfig) -> str | None:
+    """Why the batch is not trained on yet; None when it is."""
+    if not plan.trainable:
+        return (f"one landing part ({plan.holdout_events} events) after watermark "
+                f"{plan.low}: held out to test on; it is trained on by the next update")
+    if plan.train_events < cfg.min_events:
+        return f"only {plan.train_events} events to train on (min_events {cfg.min_events})"
+    return None
+
+
+def _weight_decay(meta: dict) -> float:
+    """The lineage's weight decay: its full retrain's, kept in every model folder since."""
+    return float(meta.get("weight_decay", 0.0))
+
+
+def _fine_tune(u: _Update, device: torch.device) -> tuple[SeqRec, FineTuneReport]:
+    """A copy of the champion, trained on the new events plus replay."""
+    candidate = copy.deepcopy(u.net).to(device)
+    counts = torch.from_numpy(u.batch.item_counts).float()
+    report = fine_tune(candidate, FineTuneData.concat(u.batch.new, u.batch.replay), u.cfg,
+                       counts, weight_decay=_weight_decay(u.meta))
+    u.clock.lap("train")
+    return candidate, report
+
+
+def _judge(u: _Update, candidate: SeqRec, report: FineTuneReport,
+           before: dict[str, SetScore], device: torch.device) -> Verdict:
+    problem = sanity(candidate, report.finite, device)
+    if problem:  # a broken model is not even scored
+        verdict = Verdict(False, problem, figures_of(before, "champion"))
+    else:
+        verdict = compare(before, _scores(candidate, u.batch, u.guard, device), u.gate_cfg)
+    u.clock.lap("eval")
+    return verdict
+
+
+def _register(u: _Update, result: UpdateResult, net: SeqRec, verdict: Verdict) -> None:
+    """Log the candidate's run and model, register it as a version, make it challenger.
+
+    The version carries its lineage tags, the gate's figures and the forget requests whose
+    data it may hold; its decision tags come in ``_decide``. A crash in between leaves a
+    version without a ``decision`` tag, which nothing serves and retention prunes.
+    """
+    plan, batch, champion = u.plan, u.batch, u.champion
+    tags = lineage.incremental_tags(champion, plan.low, plan.cut, plan.train_events,
+                                    batch.newest_seen_ts)
+    with runs.start_run(u.paths, u.tracking_cfg, f"micro-batch {plan.low}->{plan.cut}") as run, \
             tempfile.TemporaryDirectory(prefix="recsys-candidate-") as tmp:
-        result.run_id = run.info.run_id
-        mlflow.log_params(tracking.flatten("update", cfg.model_dump()))
-        mlflow.set_tags({k: v for k, v in tags.items() if k != "decision_pending"})
-        tracking.log_metrics({**result.figures, "train_events": plan.train_events,
-                              "holdout_events": plan.holdout_events,
-                              "backlog_events": plan.backlog_events,
-                              **{f"seconds_{k}": v for k, v in clock.timings.items()}})
+        result.run_id = run.id
+        run.log_params(tracking.flatten("update", u.cfg.model_dump()))
+        run.set_tags(tags)
+        run.log_metrics({**result.figures, "train_events": plan.train_events,
+                         "holdout_events": plan.holdout_events,
+                         "backlog_events": plan.backlog_events,
+                         **{f"seconds_{k}": v for k, v in u.clock.timings.items()}})
         folder = io.save(net, Path(tmp) / "model", batch.item_ids,
                          extra={"text_encoder": batch.text_encoder, "watermark": plan.cut,
                                 "parent_version": champion.version,
-                                "newest_event_ts": tags["newest_event_ts"]}, guard=guard)
-        example = batch.item_ids[:1]
-        tags["run_id"] = run.info.run_id
-        # A fine-tune keeps what its parent learnt, a forgotten user's data included.
-        inherited = [r for r in champion.tags.get(privacy.TAG, "").split(",") if r]
-        forgotten = privacy.requests_after(paths, data_read_at, plan.cut)
-        if requests := list(dict.fromkeys(inherited + forgotten)):
-            tags[privacy.TAG] = ",".join(requests)
-        del tags["decision_pending"]
-        tags |= {tracking.safe_key(f"gate.{k}"): f"{v:.5f}" for k, v in verdict.figures.items()
-                 if k.endswith("ndcg@10")}
-        _, result.version = tracking.log_model(folder, example, tracking_cfg.registered_model,
-                                               tags, input_example=False)
+                                "newest_event_ts": tags["newest_event_ts"],
+                                "weight_decay": _weight_decay(u.meta)}, guard=u.guard)
+        tags |= {"run_id": run.id, **_forget_tags(u), **lineage.gate_tags(verdict.figures)}
+        _, result.version = run.log_model(folder, PREDICTOR, batch.item_ids[:1],
+                                          u.tracking_cfg.registered_model, tags,
+                                          input_example=False)
     crash_point("update.after_register")
-    registry.set_challenger(result.version)
+    u.registry.set_challenger(result.version)
     crash_point("update.after_challenger")
+
+
+def _forget_tags(u: _Update) -> dict[str, str]:
+    """Forget requests whose data the candidate may hold.
+
+    A fine-tune keeps what its parent learnt, a forgotten user's data included; and a request
+    may finish after this update read its data.
+    """
+    inherited = [r for r in u.champion.tags.get(forget_log.TAG, "").split(",") if r]
+    forgotten = forget_log.requests_after(u.paths, u.data_read_at, u.plan.cut)
+    requests = list(dict.fromkeys(inherited + forgotten))
+    return {forget_log.TAG: ",".join(requests)} if requests else {}
+
+
+def _decide(u: _Update, result: UpdateResult, verdict: Verdict, age: float | None) -> None:
+    """Move the aliases (or not), then record the outcome on the candidate's run."""
+    if verdict.promote:
+        moved = u.registry.promote(result.version, verdict.reason,
+                                   expected_champion=u.champion.version)
+        result.status = "promoted" if moved else "stale"
+        if not moved:
+            result.reason = "the champion moved while this candidate was trained"
+    else:
+        u.registry.reject(result.version, verdict.reason)
+    crash_point("update.after_promote")
+    now_champion = u.registry.champion()
+    result.model_age_s = seconds_since(now_champion.newest_event_ts) if now_champion else age
+    metrics = {"model_age_s": result.model_age_s} if result.model_age_s is not None else None
+    runs.attach(u.paths, u.tracking_cfg, result.run_id).record_decision(
+        result.status, result.reason, metrics, note=result.markdown())

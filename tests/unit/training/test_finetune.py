@@ -75,3 +75,22 @@ def test_fine_tune_is_repeatable_and_leaves_the_callers_random_state_alone():
     finetune.fine_tune(d, data, cfg)
     assert torch.equal(torch.get_rng_state(), after)
     assert torch.are_deterministic_algorithms_enabled() is flag
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_the_optimiser_gets_the_weight_decay_it_is_given(monkeypatch, weight_decay):
+    """Not dropped on the way (it once was: ``TrainConfig(lr=cfg.lr)``)."""
+    built = []
+
+    class Spy(finetune.SeqRecModule):
+        def make_optimizer(self):
+            optimiser = super().make_optimizer()
+            built.append(optimiser)
+            return optimiser
+
+    monkeypatch.setattr(finetune, "SeqRecModule", Spy)
+    cfg = UpdateConfig(max_steps=2, batch_size=16, lr=5e-3, precision="32")
+    finetune.fine_tune(_net(), _data(), cfg, weight_decay=weight_decay)
+    groups = built[0].param_groups
+    assert {g["lr"] for g in groups} == {5e-3}
+    assert max(g["weight_decay"] for g in groups) == weight_decay

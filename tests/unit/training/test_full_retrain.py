@@ -182,8 +182,9 @@ def test_ddp_on_two_cpu_processes(store):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MLflow run" in proc.stdout
-    runs = MlflowClient(tracking_uri(paths)).search_runs(
-        [mlflow.get_experiment_by_name("recsys").experiment_id],
+    client = MlflowClient(tracking_uri(paths))
+    runs = client.search_runs(
+        [client.get_experiment_by_name("recsys").experiment_id],
         filter_string="params.`train.strategy` = 'ddp'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert np.isfinite(runs[0].data.metrics["test/seqrec/ndcg_at_10"])
@@ -205,3 +206,35 @@ def test_environment_tracking_uri_wins(monkeypatch, tmp_path):
     assert tracking_uri(Paths(root=tmp_path, tracking_home=tmp_path)) == "http://127.0.0.1:5999"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert tracking_uri(Paths(root=tmp_path, tracking_home=tmp_path)).startswith("sqlite:///")
+
+
+def test_the_gate_reads_validation_and_tags_what_it_used(store, result):
+    """Test figures are a report: zeroing them changes nothing about the decision."""
+    import dataclasses
+
+    from recsys.registry.registry import Registry
+    from recsys.training.full_retrain import promote_full
+
+    paths, _ = store
+    assert result.promoted and "validation NDCG@10" in result.decision_reason
+    registry = Registry(paths, TrackingConfig())
+    tags = registry.get(result.version).tags
+    assert float(tags["gate.valid.ndcg_at_10"]) == pytest.approx(
+        result.valid[MODEL_NAME]["ndcg@10"], abs=1e-5)
+    assert float(tags["gate.valid.popularity.ndcg_at_10"]) == pytest.approx(
+        result.valid["popularity"]["ndcg@10"], abs=1e-5)
+    assert "test_ndcg_at_10" in tags  # reported on the version, never gated on
+    blind = dataclasses.replace(result, test={MODEL_NAME: {"ndcg@10": 0.0},
+                                              "popularity": {"ndcg@10": 1.0}})
+    promote_full(blind, paths)
+    assert blind.decision == "promoted" and blind.decision_reason == result.decision_reason
+    run = MlflowClient(tracking_uri(paths)).get_run(result.run_id)
+    assert run.data.tags["decision"] == "promoted"
+
+
+def test_explicit_tracking_uri_wins_over_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    paths = Paths(root=tmp_path, tracking_home=tmp_path)
+    cfg = TrackingConfig(tracking_uri="sqlite:////elsewhere/mlflow.db")
+    assert tracking_uri(paths, cfg) == "sqlite:////elsewhere/mlflow.db"
+    assert tracking_uri(paths, TrackingConfig()) == "http://127.0.0.1:5999"

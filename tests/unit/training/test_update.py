@@ -74,8 +74,8 @@ def test_update_tests_then_trains_and_promotes_with_lineage(world):
 def _sabotage(monkeypatch, how):
     real = update_module.fine_tune
 
-    def broken(net, data, cfg, counts=None):
-        report = real(net, data, cfg, counts)
+    def broken(net, data, cfg, counts=None, **kwargs):
+        report = real(net, data, cfg, counts, **kwargs)
         how(net, report)
         return report
 
@@ -242,9 +242,9 @@ def test_a_candidate_loses_when_the_champion_moves_while_it_trains(world, monkey
     assert first.promoted
     real = update_module.fine_tune
 
-    def full_retrain_promotes_meanwhile(net, data, cfg, counts=None):
+    def full_retrain_promotes_meanwhile(net, data, cfg, counts=None, **kwargs):
         world.registry.promote(world.full_version, "a full retrain finished")
-        return real(net, data, cfg, counts)
+        return real(net, data, cfg, counts, **kwargs)
 
     monkeypatch.setattr(update_module, "fine_tune", full_retrain_promotes_meanwhile)
     world.land(2)
@@ -278,3 +278,27 @@ def test_operators_promote_and_roll_back_from_the_cli(world, monkeypatch):
     assert "champion" in row
     out = runner.invoke(app, ["promote", "999", *home])
     assert out.exit_code != 0 and "no version 999" in str(out.exception)
+
+
+def test_the_fine_tune_keeps_the_lineages_weight_decay(world, monkeypatch):
+    """The full retrain's weight decay travels in the model folder to every fine-tune."""
+    with world.registry.model_folder(world.full_version) as folder:
+        meta = json.loads((folder / io.CONFIG).read_text())
+        assert meta["weight_decay"] == 0.0  # TrainConfig's default, recorded
+        meta["weight_decay"] = 0.25  # as if the full retrain had used it
+        (folder / io.CONFIG).write_text(json.dumps(meta))
+    seen = []
+    real = update_module.fine_tune
+
+    def spy(net, data, cfg, counts=None, **kwargs):
+        seen.append(kwargs["weight_decay"])
+        return real(net, data, cfg, counts, **kwargs)
+
+    monkeypatch.setattr(update_module, "fine_tune", spy)
+    world.land(2)
+    first = update(world.paths, FAST)
+    world.land(2)
+    second = update(world.paths, FAST)  # fine-tunes the first candidate, not the full model
+    assert first.promoted and second.promoted and seen == [0.25, 0.25]
+    with world.registry.model_folder(second.version) as folder:
+        assert json.loads((folder / io.CONFIG).read_text())["weight_decay"] == 0.25
