@@ -47,16 +47,13 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
         plan = plan_batch(con, low, UpdateConfig())
         batch = extract(con, plan, UpdateConfig(), max_len=10)
         assert plan.trainable and len(batch.new) and len(batch.replay) and len(batch.holdout)
-    con = read_store(paths)
-    try:
+    with read_store(paths) as con:
         for protocol in ("leave_last_out", "temporal"):
             data = load_training_data(con, protocol, max_len=10, popularity_window_days=7)
             assert len(data.train_items) and len(data.test) and data.text.shape[1] == 256
         active = sql.query(con, "active_user_sequences", window_days=3, max_len=10).df()
         assert len(active) and active["item_seq"].map(len).max() <= 10
         assert len(sql.query(con, "item_filters").df()) == data.n_items
-    finally:
-        con.close()
     _served_lists_round_trip(paths.root / "recommendations.duckdb")
     histories = RecentHistories(paths, max_len=10)  # the service reads landing parts itself
     assert histories.users and histories.popular
@@ -68,8 +65,7 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
 
 def _served_lists_round_trip(db):
     """The batch scorer's statements: stage, append, swap, export, read."""
-    out = sql.connect(db)
-    try:
+    with sql.connect(db) as out:
         for version in ("1", "2"):  # the second run replaces the first entirely
             sql.run(out, "recommendations_staging")
             chunk = pd.DataFrame({"user_id": ["u1", "u1"], "rank": [1, 2],
@@ -85,16 +81,11 @@ def _served_lists_round_trip(db):
         assert [r[4] for r in rows] == ["2", "2"]
         assert len(sql.query(out, "recommendations_read", user_id=None).fetchall()) == 2
         assert pd.read_parquet(db.with_suffix(".parquet"))["item_id"].tolist() == ["a", "b"]
-    finally:
-        out.close()
 
 
 def test_sql_named_parameters_are_bound_not_interpolated(paths):
-    con = sql.connect()
-    try:
+    with sql.connect() as con:
         con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         evil = "x'); DROP TABLE meta; --"
         sql.run(con, "meta_set", key=evil, value=evil)
         assert sql.run(con, "meta_get", key=evil).fetchone() == (evil,)
-    finally:
-        con.close()

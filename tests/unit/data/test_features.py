@@ -20,11 +20,8 @@ def ev(user, item, day, etype="view"):
 
 
 def table(paths, name, order="user_idx, split"):
-    con = read_store(paths)
-    try:
+    with read_store(paths) as con:
         return con.sql(f"SELECT * FROM {name} ORDER BY {order}").df()
-    finally:
-        con.close()
 
 
 def test_sequences_and_leave_last_out_split(paths):
@@ -143,12 +140,9 @@ def test_microbatch_extract_returns_new_events_with_full_recent_sequences(paths)
     w = LandingZone(paths).event_watermark()
     ingest_frame(pd.DataFrame([ev("u1", "new-item", 3)]), "f2", data_paths=paths)
     build_features(paths)
-    con = read_store(paths)
-    try:
+    with read_store(paths) as con:
         mb = sql.query(con, "microbatch_extract", low=w, high=10**9, max_len=50).df()
         items = con.sql("SELECT item_id, item_idx FROM item_map").df().set_index("item_id")
-    finally:
-        con.close()
     assert len(mb) == 1, "only users touched by the batch"
     row = mb.iloc[0]
     idx = items.item_idx
@@ -158,11 +152,8 @@ def test_microbatch_extract_returns_new_events_with_full_recent_sequences(paths)
 
 
 def events_table(paths) -> pd.DataFrame:
-    con = read_store(paths)
-    try:
+    with read_store(paths) as con:
         return con.sql("SELECT * FROM events ORDER BY ALL").df()
-    finally:
-        con.close()
 
 
 def downgrade_events_to_v1(con, paths) -> None:

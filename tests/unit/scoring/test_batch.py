@@ -12,14 +12,11 @@ from recsys.training.update import update
 
 
 def _active_users(world, window_days: float) -> int:
-    con = read_store(world.paths)
-    try:
+    with read_store(world.paths) as con:
         return con.execute(
             "SELECT count(*) FROM (SELECT user_idx FROM events GROUP BY user_idx HAVING max(ts) > "
             "(SELECT max(ts) FROM events) - to_microseconds(CAST($w * 86400e6 AS BIGINT)))",
             {"w": window_days}).fetchall()[0][0]
-    finally:
-        con.close()
 
 
 def test_lists_for_every_active_user_from_the_champion(world):
@@ -43,13 +40,10 @@ def test_purchases_and_excluded_categories_never_appear(world):
     table = read_recommendations(world.paths).to_pandas()
     coffee = set(world.items.loc[world.items["category"] == "coffee", "item_id"])
     assert coffee and not coffee & set(table["item_id"])
-    con = read_store(world.paths)
-    try:
+    with read_store(world.paths) as con:
         bought = con.execute("SELECT u.user_id, i.item_id FROM events JOIN user_map AS u "
                              "USING (user_idx) JOIN item_map AS i USING (item_idx) "
                              "WHERE event_type IN ('purchase', 'rating')").df()
-    finally:
-        con.close()
     assert len(bought)
     assert not set(map(tuple, bought.values)) & set(map(tuple, table[["user_id", "item_id"]]
                                                        .values))
