@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys import metrics as M
 from recsys import sql
 from recsys.config import (
     EvalConfig,
@@ -48,7 +49,6 @@ from recsys.config import (
 from recsys.data.features import build_features, read_store
 from recsys.data.ingest import ingest_frame
 from recsys.data.loaders import load
-from recsys.evaluation import metrics as M
 from recsys.training.full_retrain import MODEL_NAME, train
 
 ROOT = Path(__file__).resolve().parent.parent

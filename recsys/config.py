@@ -13,8 +13,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from recsys.columns import EVENT_TYPES
-
 
 def default_home() -> Path:
     """Project data folder: ``$RECSYS_HOME`` if set, else ``./data``."""
@@ -124,7 +122,11 @@ class Paths(_Config):
 
 
 class IngestConfig(_Config):
-    """Validation limits applied to every incoming row."""
+    """Validation limits applied to every incoming row.
+
+    The accepted event types are not configurable: ``columns.EVENT_TYPES`` fixes them, as do
+    the store's SQL enum and the model's event-type embedding.
+    """
 
     max_id_len: int = 256
     max_text_len: int = 4096
@@ -132,7 +134,6 @@ class IngestConfig(_Config):
     max_future_seconds: int = 24 * 3600
     # Anything before this is a unit bug (ms read as s) or a placeholder date.
     min_ts: str = "1990-01-01"
-    event_types: tuple[str, ...] = EVENT_TYPES
 
 
 class FeatureConfig(_Config):
