@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -74,18 +72,3 @@ def test_predictions_keep_their_shape():
     assert out["item_ids"].tolist() == [["x0", "x1", "x2"]] * 2
     assert out["scores"].tolist() == [[3.0, 2.0, 1.0]] * 2
 
-
-def test_only_the_registry_imports_mlflow_and_no_library_code_writes_the_environment():
-    root = Path(__file__).resolve().parents[3] / "recsys"
-    imports = re.compile(r"^\s*(import mlflow|from mlflow)", re.MULTILINE)
-    writes = re.compile(r"os\.environ\[[^]]+\]\s*=|os\.environ\.(pop|update|setdefault)\(|"
-                        r"os\.putenv\(")
-    offenders = []
-    for path in root.rglob("*.py"):
-        text = path.read_text()
-        inside = path.parent.name == "registry"
-        if imports.search(text) and not inside:
-            offenders.append(f"{path.relative_to(root)} imports mlflow")
-        if writes.search(text):
-            offenders.append(f"{path.relative_to(root)} writes os.environ")
-    assert not offenders
