@@ -6,7 +6,7 @@ import duckdb
 import pandas as pd
 
 from recsys.data.landing import LandingZone
-from recsys.data.replay import ReplayConfig, replay, windows
+from recsys.data.replay import ReplayConfig, looped_windows, newest_landed_ts, replay, windows
 
 
 def frame():
@@ -49,3 +49,71 @@ def test_replay_can_start_later_and_stop_after_ticks(paths):
                        start=pd.Timestamp("2024-01-01 00:01:00"), max_ticks=1)
     reports = replay(frame(), cfg, paths=paths)
     assert [r.accepted for r in reports] == [1]
+
+
+def _landed(paths) -> pd.DataFrame:
+    parts = [str(p) for p in LandingZone(paths).event_parts()]
+    return duckdb.sql(f"SELECT event_id, user_id, ts, ingest_seq FROM read_parquet({parts!r}) "
+                      "ORDER BY ingest_seq, ts").df()
+
+
+def test_doctests():
+    import doctest
+
+    from recsys.data import replay as module
+
+    assert doctest.testmod(module).failed == 0
+
+
+def test_a_looping_replay_dates_each_lap_after_the_previous_one():
+    cfg = ReplayConfig(speedup=60, tick_seconds=1, realtime=False, loop=True)
+    got = []
+    for lap, window in looped_windows(frame(), cfg):
+        got.append((lap, window))
+        if lap == 2:
+            break
+    lap0 = pd.concat([w for lap, w in got if lap == 0])
+    lap1 = pd.concat([w for lap, w in got if lap == 1])
+    assert lap0.user_id.tolist() == lap1.user_id.tolist() == ["b", "d", "a", "e", "c"]
+    period = pd.Timedelta("1min55s") + pd.Timedelta("1min")  # the span plus one tick
+    assert (lap1.ts.to_numpy() == (lap0.ts + period).to_numpy()).all()
+    assert lap1.ts.min() > lap0.ts.max()
+
+
+def test_a_looping_replay_lands_two_laps_in_order_with_distinct_ids(paths):
+    events = frame().assign(event_id=["e1", "e2", "e3", "e4", "e5"])
+    ticks = []
+    cfg = ReplayConfig(speedup=60, tick_seconds=1, realtime=False, loop=True, max_ticks=5)
+    reports = replay(events, cfg, paths=paths, on_tick=ticks.append)
+    assert sum(r.accepted for r in reports) == 10 and not any(r.duplicates_dropped
+                                                                for r in reports)
+    assert [t.lap for t in ticks] == [0, 0, 1, 1, 1]  # windows run on across the lap's seam
+    landed = _landed(paths)
+    assert landed.ts.is_monotonic_increasing, "event time follows ingestion order"
+    assert landed.event_id.tolist() == ["e2", "e4", "e1", "e5", "e3", "e2~lap1", "e4~lap1",
+                                        "e1~lap1", "e5~lap1", "e3~lap1"]
+    assert newest_landed_ts(paths) == landed.ts.max() == ticks[-1].newest_ts
+
+
+def test_a_looping_replay_continues_after_what_has_landed(paths):
+    replay(frame(), ReplayConfig(speedup=60, tick_seconds=1, realtime=False), paths=paths)
+    newest = newest_landed_ts(paths)
+    assert newest == pd.Timestamp("2024-01-01 00:02:00")
+    ticks = []
+    cfg = ReplayConfig(speedup=60, tick_seconds=1, realtime=False, loop=True, start=newest,
+                       max_ticks=3)
+    reports = replay(frame(), cfg, paths=paths, on_tick=ticks.append)
+    # the newest landed event comes round again as a duplicate; the next lap follows it
+    assert reports[0].duplicates_dropped == 1 and reports[0].accepted == 0
+    assert [t.lap for t in ticks] == [0, 1, 1] and sum(r.accepted for r in reports) == 5
+    assert _landed(paths).ts.is_monotonic_increasing
+
+
+def test_a_loop_that_catches_up_with_the_clock_dates_nothing_in_the_future(paths):
+    now = pd.Timestamp("2024-01-01 00:03:00").to_pydatetime()  # inside the gap before lap 1
+    cfg = ReplayConfig(speedup=60, tick_seconds=1, realtime=False, loop=True, max_ticks=5)
+    replay(frame(), cfg, paths=paths, now=lambda: now)
+    landed = _landed(paths)
+    assert len(landed) == 10 and landed.ts.max() <= pd.Timestamp(now)
+    assert landed.ts.is_monotonic_increasing
+    assert landed.user_id.tolist()[5:] == ["b", "d", "a", "e", "c"]
