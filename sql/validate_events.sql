@@ -1,4 +1,5 @@
--- Type and validate one chunk of raw events (every column VARCHAR, registered as raw_events).
+-- Type and validate one chunk of raw events (every column VARCHAR, registered as raw_events;
+-- _nonscalar names a field that held an object or a list where the reader saw one).
 -- One row out per row in: status 'accepted', 'duplicate' (exact repeat inside the chunk, dropped)
 -- or 'quarantined' with the first failing reason. Parameters: $now, $max_future_seconds, $min_ts,
 -- $max_id_len, $event_types.
@@ -6,7 +7,7 @@ WITH typed AS (
     SELECT
         _row,
         event_id AS raw_event_id, user_id, item_id, event_type AS raw_event_type, ts AS raw_ts,
-        value AS raw_value,
+        value AS raw_value, _nonscalar,
         lower(trim(event_type)) AS event_type,
         parse_ts(ts) AS ts,
         TRY_CAST(trim(value) AS DOUBLE) AS value
@@ -17,6 +18,7 @@ checked AS (
         *,
         -- 'reason|detail' of the first failing check, NULL when the row is valid.
         CASE
+            WHEN _nonscalar IS NOT NULL THEN 'malformed_row|' || _nonscalar
             WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_field|user_id is empty'
             WHEN item_id IS NULL OR trim(item_id) = '' THEN 'missing_field|item_id is empty'
             WHEN raw_event_type IS NULL OR trim(raw_event_type) = '' THEN 'missing_field|event_type is empty'

@@ -1,10 +1,11 @@
--- Type and validate one chunk of raw catalogue rows (every column VARCHAR, registered as raw_items).
+-- Type and validate one chunk of raw catalogue rows (every column VARCHAR, registered as raw_items;
+-- _nonscalar names a field that held an object or a list).
 -- Status 'accepted', 'duplicate' (repeat inside the chunk or unchanged since the last landed
 -- version: dropped) or 'quarantined'. Relation landed_items holds earlier versions.
 -- Parameters: $max_id_len, $max_text_len.
 WITH typed AS (
     SELECT
-        _row, item_id, title, category, description, created_at AS raw_created_at,
+        _row, item_id, title, category, description, created_at AS raw_created_at, _nonscalar,
         parse_ts(created_at) AS created_at
     FROM raw_items
 ),
@@ -12,6 +13,7 @@ checked AS (
     SELECT
         *,
         CASE
+            WHEN _nonscalar IS NOT NULL THEN 'malformed_row|' || _nonscalar
             WHEN item_id IS NULL OR trim(item_id) = '' THEN 'missing_field|item_id is empty'
             WHEN length(item_id) > $max_id_len
                 THEN 'oversized_field|item_id is longer than ' || $max_id_len || ' characters'

@@ -29,7 +29,16 @@ from recsys import columns as C
 from recsys import sql
 from recsys.config import IngestConfig, Paths
 from recsys.data.landing import LandingZone, Writer
-from recsys.data.readers import IngestError, Malformed, RawChunk, _text, read_chunks
+from recsys.data.readers import (
+    NONSCALAR,
+    IngestError,
+    Malformed,
+    RawChunk,
+    _text,
+    nonscalar_details,
+    read_chunks,
+    text_columns,
+)
 from recsys.faults import crash_point
 from recsys.files import StorageError
 from recsys.timeutil import utc_now
@@ -357,22 +366,34 @@ def ingest_frame(
     config: IngestConfig | None = None,
     chunk_rows: int = 1_000_000,
 ) -> IngestReport:
-    """Python API: ingest an in-memory table (loaders, replay, tests)."""
-    table = frame if isinstance(frame, pa.Table) else _arrow_from_pandas(frame)
+    """Python API: ingest an in-memory table (loaders, replay, tests).
+
+    A cell holding a dict, list or array (pandas object column, Arrow struct or list) makes
+    its row ``malformed_row``, as in a JSON-lines file.
+    """
     columns: Sequence[str] = EVENT_RAW_COLUMNS if kind == "events" else ITEM_RAW_COLUMNS
-    names = {n.lower(): n for n in table.column_names}
-    strings = {}
-    for c in columns:
-        if c in names:
-            col = table.column(names[c])
-            if pa.types.is_timestamp(col.type):
-                if col.type.tz is not None:
-                    col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
-                col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
-            strings[c] = col.cast(pa.string())
-        else:
-            strings[c] = pa.nulls(table.num_rows, pa.string())
-    strings_table = pa.table(strings)
+    nonscalar = None
+    if isinstance(frame, pa.Table):
+        table = frame
+    else:
+        table = _arrow_from_pandas(frame)
+        names = {str(n).strip().lower(): n for n in frame.columns}
+        nonscalar = nonscalar_details({c: frame[names[c]].tolist() for c in columns
+                                       if c in names and frame[names[c]].dtype == object},
+                                      len(frame))
+    timestamps = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if name.strip().lower() in columns and pa.types.is_timestamp(col.type):
+            if col.type.tz is not None:
+                col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+            timestamps[name] = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
+    for name, col in timestamps.items():
+        table = table.set_column(table.column_names.index(name), name, col)
+    strings_table = text_columns(table, columns)
+    if nonscalar is not None:
+        merged = pc.coalesce(strings_table.column(NONSCALAR), nonscalar)
+        strings_table = strings_table.set_column(strings_table.num_columns - 1, NONSCALAR, merged)
     zone = LandingZone(data_paths or Paths())
     report = IngestReport(source=source, kind=kind)
     with zone.writer() as writer, Ingestor(writer, config or IngestConfig()) as ingestor:

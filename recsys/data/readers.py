@@ -5,6 +5,12 @@ a value that does not parse then becomes a quarantined row with a reason
 instead of an exception that would reject its whole file. Only a file that
 cannot be read at all (missing, corrupt, no header, required columns absent)
 raises ``IngestError``.
+
+Every chunk also carries a ``_nonscalar`` column: for a row whose field holds an object or a
+list (a JSON value, a Parquet struct or list, a dict in a DataFrame) it says which field, and
+validation quarantines the row as ``malformed_row``; rendering ``{"x": 1}`` as the id text
+``{"x": 1}`` would invent an id nobody sent. A text file may start with a UTF-8 byte-order
+mark (Excel's "CSV UTF-8"); it is not part of the first column's name.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -23,6 +30,8 @@ import pyarrow.parquet as pq
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
+NONSCALAR = "_nonscalar"  # the extra column of every chunk, see the module docstring
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class IngestError(ValueError):
@@ -42,7 +51,7 @@ class Malformed:
 class RawChunk:
     """Up to ``chunk_rows`` rows of one file, every column a string."""
 
-    table: pa.Table
+    table: pa.Table  # the requested columns as strings, then NONSCALAR
     first_row: int  # 1-based position of the chunk's first parsed row in its file
     malformed: list[Malformed] = field(default_factory=list)
 
@@ -79,12 +88,17 @@ def read_chunks(
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: file is empty (not even a header)")
     fmt = detect_format(path)
+    if fmt != "parquet":
+        with open(path, "rb") as fh:
+            if fh.read(2) in UTF16_BOMS:
+                raise IngestError(f"{path}: the file is UTF-16 text (Excel's \"Unicode Text\"); "
+                                  "save it as \"CSV UTF-8\" or convert it to UTF-8")
     reader = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl}[fmt]
     yield from reader(path, list(columns), list(required), chunk_rows)
 
 
 def _select(table: pa.Table, path: Path, columns: list[str], required: list[str]) -> pa.Table:
-    """Normalise names, check required ones, and return exactly ``columns`` as strings."""
+    """Normalise names, check required ones, and return ``columns`` as strings + NONSCALAR."""
     names = {n.strip().lower(): n for n in table.column_names}
     missing = [c for c in required if c not in names]
     if missing:
@@ -92,13 +106,60 @@ def _select(table: pa.Table, path: Path, columns: list[str], required: list[str]
             f"{path}: missing required column(s) {', '.join(missing)}; "
             f"found {', '.join(table.column_names) or 'none'}"
         )
-    out = {}
+    return text_columns(table, columns)
+
+
+def text_columns(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """``columns`` of ``table`` as strings (absent ones null), then NONSCALAR.
+
+    Names are matched case-insensitively after trimming; NONSCALAR comes from the columns of a
+    nested type (struct, list, map).
+    """
+    names = {n.strip().lower(): n for n in table.column_names}
+    out, nested = {}, {}
     for c in columns:
         if c in names:
-            out[c] = _as_string(table.column(names[c]))
+            col = table.column(names[c])
+            if pa.types.is_nested(col.type):
+                nested[c] = col.to_pylist()
+            out[c] = _as_string(col)
         else:
             out[c] = pa.nulls(table.num_rows, pa.string())
+    out[NONSCALAR] = nonscalar_details(nested, table.num_rows)
     return pa.table(out)
+
+
+def nonscalar(value: object) -> str | None:
+    """``"an object"`` or ``"a list"`` for a value that is not a scalar; None for a scalar.
+
+    >>> nonscalar({"x": 1}), nonscalar([1]), nonscalar("u1"), nonscalar(7)
+    ('an object', 'a list', None, None)
+    """
+    if isinstance(value, str):  # the common case first: ids of every row of a frame pass here
+        return None
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple | set | np.ndarray):
+        return "a list"
+    return None
+
+
+def nonscalar_detail(row: Mapping[str, object], columns: Sequence[str]) -> str | None:
+    """Why ``row`` is malformed: the first of ``columns`` holding a non-scalar; else None."""
+    for c in columns:
+        if kind := nonscalar(row.get(c)):
+            return f"{c} is {kind}, not text or a number"
+    return None
+
+
+def nonscalar_details(fields: Mapping[str, Sequence[object]], n: int) -> pa.Array:
+    """NONSCALAR for ``n`` rows from some fields' values (``{field: values}``, column order)."""
+    out: list[str | None] = [None] * n
+    for c, values in fields.items():
+        for i, v in enumerate(values):
+            if out[i] is None and (kind := nonscalar(v)):
+                out[i] = f"{c} is {kind}, not text or a number"
+    return pa.array(out, pa.string())
 
 
 def _as_string(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -134,7 +195,8 @@ def _text(v: object) -> str | None:
 
 # --------------------------------------------------------------------- CSV
 def _csv_header(path: Path, delimiter: str) -> list[str]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    # utf-8-sig: a leading byte-order mark is not part of the first name (pyarrow drops it too).
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         line = fh.readline()
     header = next(csv.reader([line], delimiter=delimiter), [])
     if not header or all(not h.strip() for h in header):
@@ -245,37 +307,77 @@ def _read_parquet(path: Path, columns, required, chunk_rows) -> Iterator[RawChun
 
 # ---------------------------------------------------------------- JSON-lines
 def _read_jsonl(path: Path, columns, required, chunk_rows) -> Iterator[RawChunk]:
+    """JSON-lines, or a JSON array of objects (a file whose first character is ``[``)."""
     rows: list[dict] = []
     malformed: list[Malformed] = []
     first = 1
     parsed = 0
-    with open(path, "rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                text = raw.decode("utf-8", errors="replace").rstrip("\n")
-                malformed.append(Malformed(line_no, text[:4096], f"line {line_no}: {exc}"))
-                continue
-            if not isinstance(obj, dict):
-                text = raw.decode("utf-8", errors="replace").rstrip("\n")
-                detail = f"line {line_no}: expected a JSON object, got {type(obj).__name__}"
-                malformed.append(Malformed(line_no, text[:4096], detail))
-                continue
-            norm = {str(k).strip().lower(): v for k, v in obj.items()}
-            rows.append({c: _text(norm.get(c)) for c in columns})
-            parsed += 1
-            if len(rows) >= chunk_rows:
-                yield _jsonl_chunk(rows, first, malformed, columns)
-                first, rows, malformed = parsed + 1, [], []
+    for row_no, where, obj, raw in _json_records(path):
+        if isinstance(obj, Malformed):
+            malformed.append(obj)
+            continue
+        if not isinstance(obj, dict):
+            text = (raw.decode("utf-8", errors="replace").rstrip("\n") if raw is not None
+                    else json.dumps(obj, ensure_ascii=False, default=str))
+            detail = f"{where}: expected a JSON object, got {type(obj).__name__}"
+            malformed.append(Malformed(row_no, text[:4096], detail))
+            continue
+        norm = {str(k).strip().lower(): v for k, v in obj.items()}
+        rows.append({c: _text(norm.get(c)) for c in columns}
+                    | {NONSCALAR: nonscalar_detail(norm, columns)})
+        parsed += 1
+        if len(rows) >= chunk_rows:
+            yield _jsonl_chunk(rows, first, malformed, columns)
+            first, rows, malformed = parsed + 1, [], []
     if parsed == 0 and malformed:
         raise IngestError(f"{path}: not JSON-lines: {malformed[0].detail}")
     if rows or malformed:
         yield _jsonl_chunk(rows, first, malformed, columns)
 
 
+def _json_records(path: Path) -> Iterator[tuple[int, str, object, bytes | None]]:
+    """``(number, "line n" or "element n", parsed value or Malformed, the line's bytes)``."""
+    values = _json_array(path)
+    if values is not None:
+        for n, value in enumerate(values, start=1):
+            yield n, f"element {n}", value, None
+        return
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if line_no == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                text = raw.decode("utf-8", errors="replace").rstrip("\n")
+                value = Malformed(line_no, text[:4096], f"line {line_no}: {exc}")
+            yield line_no, f"line {line_no}", value, raw
+
+
+def _json_array(path: Path) -> list | None:
+    """The file's records if it holds one JSON array (parsed whole, in memory), else None.
+
+    A file starting with ``[`` whose first line is not a JSON value by itself (a pretty-printed
+    array) but that does not parse whole is rejected: an array has no lines to resync on.
+    """
+    with open(path, "rb") as fh:
+        first_line = fh.readline().removeprefix(b"\xef\xbb\xbf")
+    if not first_line.lstrip().startswith(b"["):
+        return None
+    try:
+        values = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        try:
+            json.loads(first_line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise IngestError(f"{path}: not a valid JSON array: {exc}") from exc
+        return None  # JSON-lines whose first line is an array (malformed, like any non-object)
+    return values if isinstance(values, list) else None
+
+
 def _jsonl_chunk(rows, first, malformed, columns) -> RawChunk:
-    table = pa.table({c: pa.array([r[c] for r in rows], pa.string()) for c in columns})
+    names = [*columns, NONSCALAR]
+    table = pa.table({c: pa.array([r[c] for r in rows], pa.string()) for c in names})
     return RawChunk(table, first, list(malformed))

@@ -178,12 +178,15 @@ def test_jsonl_and_parquet_inputs(tmp_path, paths):
                     "value": 1.5}),
         "not json",
         json.dumps([1, 2]),
-        json.dumps({"user_id": "u2", "item_id": {"nested": 1}, "event_type": "view", "ts": 1}),
+        json.dumps({"user_id": "u2", "item_id": {"nested": 1}, "event_type": "view",
+                    "ts": "2024-01-01"}),
     ]) + "\n")
     [r] = ingest_paths([j], data_paths=paths)
     assert r.accepted == 2
-    assert r.quarantined["malformed_row"] == 2
+    assert r.quarantined == {"malformed_row": 3}
     assert r.balanced
+    assert "item_id is an object, not text or a number" in quarantined(paths).detail.tolist()
+    assert set(landed(paths).user_id) == {"u1", "7"}  # numbers as ids are their text
     p = tmp_path / "e.parquet"
     pq.write_table(pa.table({
         "user_id": ["u3"], "item_id": ["i3"], "event_type": ["cart"],
