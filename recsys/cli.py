@@ -412,7 +412,7 @@ def backtest(
 
 
 stack_app = typer.Typer(help="The local stack: Prefect server + worker, MLflow server, "
-                             "deployments, synthetic data and a live replay.",
+                             "deployments, synthetic data and never-ending live traffic.",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 
@@ -420,11 +420,11 @@ StateOpt = Annotated[Path, typer.Option(
     "--state", help="Folder for the stack's state, logs and Prefect database.")]
 
 
-def _stack(home: Path | None, state: Path, stack: StackConfig | None = None):
+def _stack(home: Path | None, state: Path, stack: StackConfig | None = None, say=None):
     from recsys.stack import Stack
 
     project = Path(__file__).resolve().parent.parent
-    return Stack(project, state.resolve(), _paths(home), stack or StackConfig())
+    return Stack(project, state.resolve(), _paths(home), stack or StackConfig(), say=say)
 
 
 @stack_app.command("up")
@@ -433,12 +433,17 @@ def _stack(home: Path | None, state: Path, stack: StackConfig | None = None):
 def stack_up(
     stack: StackConfig,
     bootstrap: Annotated[bool, typer.Option(
-        help="Generate data, train a first champion and start a replay.")] = True,
+        help="Bootstrap what is missing (data, first champion) and start live traffic.")]
+    = True,
     state: StateOpt = Path(".stack"),
     home: HomeOpt = None,
 ) -> None:
-    """Start everything on 127.0.0.1, wait until healthy, deploy, bootstrap, print the UIs."""
-    local = _stack(home, state, stack)
+    """Start everything on 127.0.0.1 from whatever the folder holds, and keep traffic flowing.
+
+    Says what it found (world, landed events, features, champion) and what it will do,
+    bootstraps only what is missing, and always starts live traffic.
+    """
+    local = _stack(home, state, stack, say=typer.echo)
     if local.running():
         typer.echo(f"the stack is already running (state in {local.state_file}):")
         for name, line in local.status().items():
@@ -447,7 +452,8 @@ def stack_up(
     local.up(bootstrap=bootstrap)
     typer.echo(f"Prefect UI: {local.prefect_url}")
     typer.echo(f"MLflow UI:  {local.mlflow_url}")
-    typer.echo(f"logs: {local.logs}; stop with `recsys stack down`")
+    typer.echo(f"logs: {local.logs}; `recsys stack status` shows progress; stop with "
+               "`recsys stack down`")
 
 
 @stack_app.command("down")
@@ -459,12 +465,45 @@ def stack_down(state: StateOpt = Path(".stack"), home: HomeOpt = None) -> None:
 
 @stack_app.command("status")
 def stack_status(state: StateOpt = Path(".stack"), home: HomeOpt = None) -> None:
-    """Each service: running or not, healthy or not, its log file."""
+    """Each service (running, healthy, log), the traffic, the last update and the champion."""
     lines = _stack(home, state).status()
     if not lines:
         typer.echo("no stack started from this folder")
     for name, line in lines.items():
         typer.echo(f"{name}: {line}")
+
+
+@stack_app.command("reset")
+def stack_reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+    = False,
+    state: StateOpt = Path(".stack"),
+    home: HomeOpt = None,
+) -> None:
+    """Return the folder to fresh: data home, mlflow.db, mlruns/* and the stack's state.
+
+    Refuses while the stack is up (`recsys stack down` first).
+    """
+    local = _stack(home, state)
+    if local.running():
+        typer.echo("the stack is running: stop it first with `recsys stack down`", err=True)
+        raise typer.Exit(1)
+    targets = local.reset_targets()
+    if not targets:
+        typer.echo("nothing to remove: the folder is already fresh")
+        return
+    typer.echo("this removes:\n" + "\n".join(f"  {p}" for p in targets))
+    if not yes and not typer.confirm("remove them?", default=False):
+        typer.echo("nothing removed")
+        raise typer.Exit(1)
+    removed = local.reset()
+    typer.echo(f"removed {len(removed)} path(s); the folder is fresh")
+
+
+@stack_app.command("traffic")
+def stack_traffic(state: StateOpt = Path(".stack"), home: HomeOpt = None) -> None:
+    """Run the live traffic recorded in the stack's state, until stopped (`stack up` starts it)."""
+    _stack(home, state).run_traffic()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""The local stack: Prefect server + worker, MLflow server, deployments, data and a replay.
+"""The local stack: Prefect server + worker, MLflow server, deployments, data and live traffic.
 
-``recsys stack up`` starts each service as its own process group on 127.0.0.1, waits until it
-is healthy, and records what it started (pid, process start time, command, log file) in
-``<state>/stack.json``. ``down`` stops exactly those processes (a pid that now belongs to
-another process is left alone); ``up`` while they run says so instead of starting twins.
+``recsys stack up`` surveys the project folder (``recsys.stack_survey``) and says what it found
+and will do, starts each service as its own process group on 127.0.0.1, waits until it is
+healthy (saying what it waits for), bootstraps only what is missing and always starts the live
+traffic (``recsys.traffic``). It records what it started (pid, process start time, command,
+log file) and the traffic source in ``<state>/stack.json``. ``down`` stops exactly those
+processes (a pid that now belongs to another process is left alone); ``up`` while they run says
+so instead of starting twins; ``reset`` returns the folder to fresh.
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from recsys import traffic
 from recsys.config import Paths, StackConfig
+from recsys.stack_survey import Survey, champion_line, last_update, reset_targets, survey
 
 log = logging.getLogger(__name__)
 
 WORK_POOL = "recsys-local"
+PROGRESS_EVERY_S = 15.0  # a long wait says what it waits for this often
 
 
 @dataclass
@@ -45,6 +52,7 @@ class StackState:
     services: list[Service] = field(default_factory=list)
     prefect_url: str = ""
     mlflow_url: str = ""
+    traffic: dict | None = None  # traffic.TrafficSpec.as_dict() of the running source
 
     @classmethod
     def load(cls, path: Path) -> StackState | None:
@@ -52,7 +60,7 @@ class StackState:
             return None
         raw = json.loads(path.read_text())
         return cls([Service(**s) for s in raw["services"]], raw["prefect_url"],
-                   raw["mlflow_url"])
+                   raw["mlflow_url"], raw.get("traffic"))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +92,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _request(url: str, body: dict | None = None, timeout: float = 30.0) -> dict:
+    """JSON from the Prefect REST API (GET, or POST with ``body``)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _elapsed(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s" if seconds >= 60 \
+        else f"{seconds:.0f} s"
+
+
 def healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -102,11 +124,13 @@ class Stack:
     """One local stack: its code folder, its state folder and the data folders it serves."""
 
     def __init__(self, project: Path, state_dir: Path, paths: Paths,
-                 cfg: StackConfig | None = None):
+                 cfg: StackConfig | None = None, say: Callable[[str], None] | None = None):
         self.project, self.state_dir, self.paths = project, state_dir, paths
         self.cfg = cfg or StackConfig()
         self.state_file = state_dir / "stack.json"
+        self.traffic_progress = state_dir / "traffic.json"
         self.logs = state_dir / "logs"
+        self.say = say or log.info  # what `up` found, does and waits for, one line each
 
     @property
     def prefect_url(self) -> str:
@@ -144,17 +168,23 @@ class Stack:
             if started:
                 break
             time.sleep(0.02)
-        log.info("started %s (pid %d), log %s", name, proc.pid, logfile)
+        log.debug("started %s (pid %d), log %s", name, proc.pid, logfile)
         return Service(name, proc.pid, started or "", command, str(logfile), url)
 
     def _wait_healthy(self, service: Service, health: str) -> None:
-        deadline = time.monotonic() + self.cfg.health_timeout_s
+        t0 = time.monotonic()
+        deadline, next_say = t0 + self.cfg.health_timeout_s, t0 + PROGRESS_EVERY_S
         while time.monotonic() < deadline:
             if healthy(health):
-                log.info("%s is healthy at %s", service.name, service.url)
+                self.say(f"{service.name} is healthy at {service.url} "
+                         f"({_elapsed(time.monotonic() - t0)})")
                 return
             if not alive(service):
                 raise RuntimeError(f"{service.name} exited while starting: see {service.log}")
+            if time.monotonic() >= next_say:
+                self.say(f"  waiting for {service.name} to answer {health}: "
+                         f"{_elapsed(time.monotonic() - t0)}")
+                next_say += PROGRESS_EVERY_S
             time.sleep(1.0)
         raise TimeoutError(f"{service.name} not healthy at {health} after "
                            f"{self.cfg.health_timeout_s:.0f}s: see {service.log}")
@@ -175,6 +205,15 @@ class Stack:
         if self.running():
             raise RuntimeError(f"the stack is already running ({self.state_file}): "
                                "`recsys stack status` shows it, `recsys stack down` stops it")
+        found = survey(self.paths, self._champion(local=True))
+        plan = found.plan()
+        for line in found.lines():
+            self.say(f"found: {line}")
+        if bootstrap:
+            for line in plan.lines(self.cfg_traffic_line()):
+                self.say(f"will: {line}")
+        else:
+            self.say("will: start the servers and deployments only (--no-bootstrap)")
         state = StackState(prefect_url=self.prefect_url, mlflow_url=self.mlflow_url)
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self.paths.mlruns.mkdir(parents=True, exist_ok=True)
@@ -200,21 +239,29 @@ class Stack:
             state.services.append(worker)
             state.save(self.state_file)
             if bootstrap:
-                live = self.bootstrap()
-                if live is not None:
-                    replay = self._spawn("replay", [
-                        _bin("recsys"), "replay", str(live), "--speedup",
-                        str(self.cfg.speedup), "--tick", str(self.cfg.tick_seconds)])
-                    state.services.append(replay)
-                    state.save(self.state_file)
+                self.bootstrap(found)
+                spec = self.traffic_spec()
+                state.traffic = spec.as_dict()
+                state.save(self.state_file)
+                self.traffic_progress.unlink(missing_ok=True)
+                state.services.append(self._spawn("traffic", [
+                    _bin("recsys"), "stack", "traffic", "--state", str(self.state_dir),
+                    "--home", str(self.paths.root)]))
+                state.save(self.state_file)
+                self.say(f"started live traffic: {spec.describe()}")
         except BaseException:
             self.down()
             raise
         return state
 
+    def cfg_traffic_line(self) -> str:
+        return (f"{traffic.REPLAY_LOOP} of the world's events at {self.cfg.speedup:g}x, "
+                "each lap dated after the last")
+
     def deploy(self) -> None:
         """Work pool, the registry's global concurrency limit, then every deployment."""
         prefect = _bin("prefect")
+        self.say("deploying prefect.yaml (work pool, concurrency limit, deployments) ...")
         pools = self._run([prefect, "work-pool", "ls"])
         if WORK_POOL not in pools:
             self._run([prefect, "work-pool", "create", WORK_POOL, "--type", "process"])
@@ -224,45 +271,93 @@ class Stack:
         if REGISTRY_LIMIT not in limits:
             self._run([prefect, "gcl", "create", REGISTRY_LIMIT, "--limit", "1"])
         self._run([prefect, "--no-prompt", "deploy", "--all"])
-        log.info("deployed every deployment of %s", self.project / "prefect.yaml")
+        self.say(f"deployed every deployment of {self.project / 'prefect.yaml'}")
 
-    def bootstrap(self) -> Path | None:
-        """Synthetic data and a first champion, unless a champion exists.
-
-        Returns the file of events to replay live (None when there is none).
-        """
-        recsys = _bin("recsys")
+    def bootstrap(self, found: Survey) -> None:
+        """Only what is missing: the world, its history in the landing zone, a champion."""
+        plan = found.plan()
         raw = self.paths.raw
-        live = raw / "live.parquet"
-        # A champion only counts together with the data it was trained from.
-        if not (self.paths.features_db.exists() and self._has_champion()):
-            self._run([recsys, "generate", "--preset", self.cfg.preset.value, "--out", str(raw)])
+        if plan.generate:
+            self.say(f"generating the {self.cfg.preset.value} synthetic world into {raw} ...")
+            self._run([_bin("recsys"), "generate", "--preset", self.cfg.preset.value,
+                       "--out", str(raw)])
+        if plan.land_history:
             import pandas as pd
 
+            from recsys.data.ingest import ingest_frame
             from recsys.data.live_split import split_live
 
-            history, tail = split_live(pd.read_parquet(raw / "events.parquet"),
-                                       self.cfg.live_fraction)
-            history.to_parquet(raw / "history.parquet")
-            tail.to_parquet(live)
-            self._run([recsys, "ingest", str(raw / "items.parquet"), "--kind", "items"])
-            self._run([recsys, "ingest", str(raw / "history.parquet")])
-            log.info("first full retrain (deployment full-retrain, %d epochs) ...",
-                     self.cfg.epochs)
-            params = {"training": {"max_epochs": self.cfg.epochs}}
-            self._run([_bin("prefect"), "deployment", "run", "full-retrain/full-retrain",
-                       "--params", json.dumps(params), "--watch"], timeout=3600)
-            if not self._has_champion():
+            history, _ = split_live(pd.read_parquet(raw / "events.parquet"),
+                                    self.cfg.live_fraction)
+            if (raw / "items.parquet").exists():
+                items = pd.read_parquet(raw / "items.parquet")
+                self.say(ingest_frame(items, "items", kind="items",
+                                      data_paths=self.paths).summary())
+            self.say(ingest_frame(history, "history", data_paths=self.paths).summary())
+        if plan.retrain:
+            self.run_deployment("full-retrain/full-retrain",
+                                {"training": {"max_epochs": self.cfg.epochs}},
+                                f"the first full retrain ({self.cfg.epochs} epochs)")
+            if self._champion() is None:
                 raise RuntimeError("the first full retrain did not produce a champion: see "
                                    f"the full-retrain run in {self.prefect_url}")
-        return live if live.exists() else None
 
-    def _has_champion(self) -> bool:
+    def run_deployment(self, name: str, parameters: dict, what: str,
+                       timeout: float = 3600.0) -> dict:
+        """Start a flow run of deployment ``flow/deployment`` and wait, saying how it goes."""
+        api = f"{self.prefect_url}/api"
+        deployment = _request(f"{api}/deployments/name/{name}")
+        run = _request(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                       {"parameters": parameters})
+        self.say(f"waiting for {what}: flow run {run['name']} "
+                 f"({self.prefect_url}/runs/flow-run/{run['id']})")
+        t0 = time.monotonic()
+        next_say, last_state = t0 + PROGRESS_EVERY_S, ""
+        while True:
+            run = _request(f"{api}/flow_runs/{run['id']}")
+            state = (run.get("state") or {}).get("name") or run.get("state_type") or "?"
+            elapsed = time.monotonic() - t0
+            if run.get("state_type") in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                self.say(f"  {what}: {state} after {_elapsed(elapsed)}")
+                if run["state_type"] != "COMPLETED":
+                    raise RuntimeError(f"{what} ended {state}: see {self.prefect_url}"
+                                       f"/runs/flow-run/{run['id']}")
+                return run
+            if state != last_state or time.monotonic() >= next_say:
+                self.say(f"  {what}: {state}, {_elapsed(elapsed)} elapsed")
+                last_state, next_say = state, time.monotonic() + PROGRESS_EVERY_S
+            if elapsed > timeout:
+                raise TimeoutError(f"{what} still {state} after {_elapsed(elapsed)}")
+            time.sleep(2.0)
+
+    def traffic_spec(self) -> traffic.TrafficSpec:
+        """Loop the world's events (without a world file: the landed ones), after the newest."""
+        from recsys.data.replay import newest_landed_ts
+
+        world = traffic.world_events(self.paths)
+        newest = newest_landed_ts(self.paths)
+        return traffic.TrafficSpec(
+            traffic.REPLAY_LOOP, str(world) if world else traffic.LANDED,
+            newest.isoformat() if newest is not None else None, self.cfg.speedup,
+            self.cfg.tick_seconds)
+
+    def run_traffic(self) -> None:
+        """The traffic process's body (``recsys stack traffic``): runs until stopped."""
+        state = StackState.load(self.state_file)
+        if state is None or not state.traffic:
+            raise RuntimeError(f"no traffic source recorded in {self.state_file}")
+        traffic.run(traffic.TrafficSpec(**state.traffic), self.paths, self.traffic_progress)
+
+    def _champion(self, local: bool = False):
+        """The champion, from the stack's MLflow server, or (``local``) its SQLite file."""
         from recsys.config import TrackingConfig
         from recsys.registry.registry import Registry
+        from recsys.registry.tracking import local_uri
 
-        tracking_cfg = TrackingConfig(tracking_uri=self.mlflow_url)
-        return Registry(self.paths, tracking_cfg).champion() is not None
+        if local and not self.paths.mlflow_db.exists():
+            return None
+        uri = local_uri(self.paths) if local else self.mlflow_url
+        return Registry(self.paths, TrackingConfig(tracking_uri=uri)).champion()
 
     def down(self, grace_s: float = 15.0) -> list[str]:
         """Stop the processes this stack started (newest first); returns their names."""
@@ -287,6 +382,7 @@ class Stack:
         return stopped
 
     def status(self) -> dict[str, str]:
+        """One line per service, then the traffic, the last update and the champion."""
         state = StackState.load(self.state_file)
         if state is None:
             return {}
@@ -298,4 +394,37 @@ class Stack:
                 health = ", healthy" if healthy(s.url + path) else ", NOT responding"
             out[s.name] = (f"{'running' if alive(s) else 'stopped'} (pid {s.pid}{health}); "
                            f"log {s.log}" + (f"; {s.url}" if s.url else ""))
+        out.update(self.readings(state))
         return out
+
+    def readings(self, state: StackState) -> dict[str, str]:
+        """What the stack is doing: its traffic, the last update's decision, the champion."""
+        out = {"traffic source": traffic.TrafficSpec(**state.traffic).describe()
+               if state.traffic else "none"}
+        progress = traffic.read_progress(self.traffic_progress)
+        if progress:
+            out["traffic"] = (f"lap {progress['lap']}, tick {progress['tick']}, "
+                              f"{progress['events_landed']:,} events landed, newest event "
+                              f"{progress['newest_ts']}, last tick at {progress['at']}")
+        out["last update"] = last_update(self.paths) or "none yet"
+        mlflow_up = any(s.name == "mlflow-server" and alive(s) for s in state.services)
+        try:
+            out["champion"] = champion_line(self._champion(local=not mlflow_up))
+        except Exception as exc:  # a status line, not a crash, when MLflow does not answer
+            out["champion"] = f"unknown ({type(exc).__name__}: {exc})"
+        return out
+
+    def reset_targets(self) -> list[Path]:
+        return reset_targets(self.paths, self.state_dir, self.project)
+
+    def reset(self) -> list[Path]:
+        """Return the folder to fresh; refuses while the stack runs. Returns what it removed."""
+        if self.running():
+            raise RuntimeError("the stack is running: stop it first with `recsys stack down`")
+        removed = self.reset_targets()
+        for path in removed:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        return removed

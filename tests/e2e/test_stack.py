@@ -1,12 +1,15 @@
 """The whole stack, for real: Prefect server + worker and MLflow server on free local ports.
 
-Deploys prefect.yaml, bootstraps a champion, replays events, lets the every-minute schedule
-fire, then checks what a user would see in the two UIs and in DuckDB.
+Deploys prefect.yaml, bootstraps a champion, starts the live traffic, lets the every-minute
+schedule fire, then checks what a user would see in the two UIs and in DuckDB. A second test
+follows the README's order, `recsys demo` and then `recsys stack up`, through the CLI.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -15,8 +18,9 @@ import pytest
 
 from recsys.config import Paths, TrackingConfig
 from recsys.registry.registry import Registry
+from recsys.registry.tracking import local_uri
 from recsys.scoring.batch import read_recommendations
-from recsys.stack import Stack, StackConfig, StackState, alive, free_port
+from recsys.stack import Stack, StackConfig, StackState, _bin, alive, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +62,9 @@ def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkey
         registry = Registry(paths, TrackingConfig())
         first = registry.champion()
         assert first is not None and first.kind == "full"
+        state = StackState.load(stack.state_file)
+        assert state.traffic["source"] == "replay-loop"
+        assert [s.name for s in state.services if alive(s)][-1] == "traffic"
 
         def completed_micro_batches():
             runs = [r for r in _runs(stack, "micro-batch-update")
@@ -92,3 +99,43 @@ def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkey
         started = StackState.load(stack.state_file)
         stack.down()
     assert started is not None and not any(alive(s) for s in started.services)
+
+
+@pytest.mark.slow  # about 6-8 minutes on 2 shared cores: a demo, then a stack and its updates
+def test_readme_order_demo_then_stack_up_moves_the_champion(tmp_path):
+    """`recsys demo`, then `recsys stack up`: traffic starts and the champion moves in 5 min."""
+    paths = Paths(root=tmp_path / "data", tracking_home=tmp_path / "tracking")
+    env = {**os.environ, "RECSYS_HOME": str(paths.root),
+           "RECSYS_TRACKING_HOME": str(paths.tracking_home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    recsys, state = _bin("recsys"), str(tmp_path / ".stack")
+
+    def cli(*args: str, timeout: float = 900) -> str:
+        out = subprocess.run([recsys, *args], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=timeout)
+        assert out.returncode == 0, f"recsys {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+        return out.stdout
+
+    cli("demo", "--preset", "tiny", "--epochs", "3")
+    after_demo = Registry(paths, TrackingConfig(tracking_uri=local_uri(paths))).champion()
+    assert after_demo is not None
+    mlflow_port = free_port()
+    try:
+        up = cli("stack", "up", "--state", state, "--prefect-port", str(free_port()),
+                 "--mlflow-port", str(mlflow_port))
+        assert f"found: champion: version {after_demo.version} " in up
+        assert "will: no bootstrap: data and champion are in place" in up
+        assert "started live traffic: replay-loop:" in up and "events.parquet" in up
+        registry = Registry(paths, TrackingConfig(tracking_uri=f"http://127.0.0.1:{mlflow_port}"))
+        moved = _wait("the champion to move", lambda: (
+            c if (c := registry.champion()).version != after_demo.version else None), 300)
+        assert moved.kind == "incremental" and int(moved.version) > int(after_demo.version)
+        status = cli("stack", "status", "--state", state)
+        assert "traffic source: replay-loop:" in status and "traffic: lap 1, " in status
+        assert f"champion: version {moved.version} (incremental)" in status
+        assert "last update: " in status and "last update: none yet" not in status
+    finally:
+        cli("stack", "down", "--state", state)
+    reset = cli("stack", "reset", "--yes", "--state", state)
+    assert "the folder is fresh" in reset
+    assert not paths.root.exists() and not paths.mlflow_db.exists()

@@ -1,0 +1,115 @@
+"""The local stack without its servers: the survey and plan of `up`, `status` readings, `reset`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from recsys.cli import app
+from recsys.config import Paths
+from recsys.data.ingest import ingest_frame
+from recsys.registry.registry import Version
+from recsys.stack import Service, Stack, StackState, _start_time
+from recsys.stack_survey import last_update, survey
+
+PROJECT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch) -> Path:
+    """A project folder as a previous stack leaves it."""
+    monkeypatch.setenv("RECSYS_TRACKING_HOME", str(tmp_path / "tracking"))
+    (tmp_path / "data" / "landing").mkdir(parents=True)
+    (tmp_path / "data" / "features.duckdb").write_text("x")
+    tracking = tmp_path / "tracking"
+    (tracking / "mlruns" / "1" / "abc").mkdir(parents=True)
+    (tracking / "mlruns" / ".gitkeep").write_text("")
+    (tracking / "mlflow.db").write_text("x")
+    (tmp_path / ".stack" / "logs").mkdir(parents=True)
+    StackState(prefect_url="u", mlflow_url="v").save(tmp_path / ".stack" / "stack.json")
+    return tmp_path
+
+
+def _reset(folder: Path, *args: str, answer: str = ""):
+    return runner.invoke(app, ["stack", "reset", "--home", str(folder / "data"), "--state",
+                               str(folder / ".stack"), *args], input=answer)
+
+
+def test_stack_reset_yes_returns_the_folder_to_fresh(folder):
+    result = _reset(folder, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "removed 4 path(s)" in result.output
+    for gone in ("data", "tracking/mlflow.db", "tracking/mlruns/1", ".stack"):
+        assert not (folder / gone).exists(), gone
+        assert str(folder / gone) in result.output  # says what it removes
+    assert (folder / "tracking" / "mlruns" / ".gitkeep").exists()
+    again = _reset(folder, "--yes")
+    assert again.exit_code == 0 and "already fresh" in again.output
+
+
+def test_stack_reset_asks_and_a_no_removes_nothing(folder):
+    result = _reset(folder, answer="n\n")
+    assert result.exit_code == 1 and "remove them?" in result.output
+    assert (folder / "data").exists() and (folder / "tracking" / "mlflow.db").exists()
+
+
+def test_stack_reset_refuses_while_the_stack_is_up(folder):
+    me = Service("prefect-server", os.getpid(), _start_time(os.getpid()), ["x"], "log")
+    StackState([me], "u", "v").save(folder / ".stack" / "stack.json")
+    result = _reset(folder, "--yes")
+    assert result.exit_code == 1 and "recsys stack down" in result.output
+    assert (folder / "data").exists() and (folder / ".stack").exists()
+
+
+def test_stack_reset_never_removes_the_project_folder(tmp_path):
+    stack = Stack(PROJECT, tmp_path / ".stack", Paths(root=PROJECT, tracking_home=tmp_path))
+    with pytest.raises(ValueError, match="holds the project"):
+        stack.reset()
+
+
+def test_the_survey_plans_only_what_is_missing(paths):
+    fresh = survey(paths, champion=None)
+    assert fresh.plan().generate and fresh.plan().land_history and fresh.plan().retrain
+    events = pd.DataFrame({"user_id": ["a", "b"], "item_id": "i", "event_type": "view",
+                           "ts": pd.to_datetime(["2026-01-01", "2026-01-02"])})
+    paths.raw.mkdir(parents=True)
+    events.to_parquet(paths.raw / "events.parquet")
+    ingest_frame(events, "history", data_paths=paths)
+    no_champion = survey(paths, champion=None)
+    assert no_champion.newest_landed == pd.Timestamp("2026-01-02")
+    assert not no_champion.plan().generate and not no_champion.plan().land_history
+    assert no_champion.plan().retrain  # landed data, no champion: train one
+    paths.features_db.write_text("x")
+    champion = Version("3", {"kind": "incremental"}, None, None, ("champion",))
+    after_demo = survey(paths, champion)
+    plan = after_demo.plan()
+    assert not (plan.generate or plan.land_history or plan.retrain)
+    lines = plan.lines("replay-loop")
+    assert lines[0].startswith("no bootstrap") and lines[-1] == "start live traffic (replay-loop)"
+    assert "version 3 (incremental)" in "\n".join(after_demo.lines())
+
+
+def test_status_readings_name_the_traffic_the_last_update_and_the_champion(paths, tmp_path):
+    paths.root.mkdir(parents=True)
+    with open(paths.root / "updates.jsonl", "w") as fh:
+        for status, version in (("waiting", None), ("promoted", "7")):
+            fh.write(json.dumps({"status": status, "reason": f"r-{status}", "version": version,
+                                 "at": "2026-12-02T10:00:00"}) + "\n")
+    assert last_update(paths) == "2026-12-02T10:00:00: promoted, candidate version 7: r-promoted"
+    stack = Stack(PROJECT, tmp_path / ".stack", paths)
+    spec = {"source": "replay-loop", "events": "w.parquet", "start": "2026-03-01T00:00:00",
+            "speedup": 2880.0, "tick_seconds": 10.0}
+    stack.traffic_progress.parent.mkdir(parents=True)
+    stack.traffic_progress.write_text(json.dumps({
+        "source": "replay-loop", "lap": 2, "tick": 40, "events_landed": 1234,
+        "newest_ts": "2026-05-01T00:00:00", "at": "2026-12-02T10:00:05"}))
+    got = stack.readings(StackState(traffic=spec))
+    assert got["traffic source"].startswith("replay-loop: w.parquet, 2880 event s per wall s")
+    assert got["traffic"].startswith("lap 2, tick 40, 1,234 events landed")
+    assert got["last update"].endswith("r-promoted") and got["champion"] == "none"
