@@ -2,7 +2,8 @@
 
 * ``GET /recommendations/{user_id}?k=10&because=false``: from the user's latest events,
   including events that landed seconds ago; an unknown user gets popular items, flagged.
-* ``POST /recommendations``: an explicit recent-item sequence (anonymous sessions).
+* ``POST /recommendations``: an explicit recent-item sequence (anonymous sessions); the
+  answer lists the item ids the serving model does not know (``unknown_items``).
 * ``GET /health``: serving version, the last reload error if any, freshness of the events.
 * ``GET /model``: which version serves, its lineage tags and its age.
 
@@ -117,6 +118,29 @@ class SessionRequest(BaseModel):
     because: bool = False
 
 
+class Recommendation(BaseModel):
+    item_id: str
+    score: float | None = Field(None, description="Higher is better; null for popular items "
+                                                  "given as a fallback.")
+    because: str | None = Field(None, description="With because=true: the history item most "
+                                                  "like this one (null when none is known).")
+
+
+class Recommendations(BaseModel):
+    user_id: str | None = Field(description="Null for an anonymous session.")
+    model_version: str = Field(description="The registered version that answered.")
+    fallback: str | None = Field(description="Why the list is not the model's own, or null.")
+    history_length: int = Field(description="Events in the history the answer was made from.")
+    recommendations: list[Recommendation] = Field(description="Best first.")
+
+
+class SessionRecommendations(Recommendations):
+    unknown_items: list[str] = Field(
+        description="The request's item ids the serving model does not know (each once, in "
+                    "the order sent). They do not shape the answer: an item the model has not "
+                    "been trained on yet, or an id that is wrong.")
+
+
 async def _answer(batcher: RequestBatcher, served: Served, user_id: str | None,
                   items: list[str], types: list[str] | None, k: int, exclude_seen: bool,
                   because: bool, fallback: str | None = None) -> dict:
@@ -156,7 +180,9 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
 
     # The handlers are async: they parse and answer on the event loop and hand the model work
     # to the batcher's single thread, which serves every request waiting at once.
-    @app.get("/recommendations/{user_id:path}")  # ids may hold "/"
+    # exclude_unset: "because" appears only when asked for, as before the models existed.
+    @app.get("/recommendations/{user_id:path}", response_model=Recommendations,  # ids hold "/"
+             response_model_exclude_unset=True)
     async def for_user(user_id: str = Path(..., min_length=1, max_length=MAX_ID_LEN),
                  k: int = Query(10, ge=1, le=MAX_K), exclude_seen: bool = False,
                  because: bool = False) -> dict:
@@ -170,14 +196,19 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
         return await _answer(batcher, model, user_id, history.item_ids, history.event_types, k,
                        exclude_seen, because)
 
-    @app.post("/recommendations")
+    @app.post("/recommendations", response_model=SessionRecommendations,
+              response_model_exclude_unset=True)
     async def for_session(body: SessionRequest) -> dict:
         if body.event_types is not None and len(body.event_types) != len(body.item_ids):
             raise HTTPException(422, "event_types must have one entry per item id")
         if any(len(i) > MAX_ID_LEN for i in body.item_ids):
             raise HTTPException(422, f"item ids are at most {MAX_ID_LEN} characters")
-        return await _answer(batcher, served(), None, body.item_ids, body.event_types, body.k,
-                       body.exclude_seen, body.because)
+        model = served()
+        known = model.scorer.index
+        unknown = [i for i in dict.fromkeys(body.item_ids) if i not in known]
+        answer = await _answer(batcher, model, None, body.item_ids, body.event_types, body.k,
+                               body.exclude_seen, body.because)
+        return answer | {"unknown_items": unknown}
 
     @app.get("/health")
     def health() -> dict:

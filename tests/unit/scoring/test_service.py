@@ -62,6 +62,33 @@ def test_anonymous_session_and_seen_exclusion(client, world):
     assert body["user_id"] is None and len(body["recommendations"]) == 20
 
 
+def test_a_session_with_unknown_items_says_which(client, world):
+    history = world.chunks[0]["item_id"].tolist()[:3]
+    sent = ["never-seen-1", *history, "never-seen-2", "never-seen-1"]
+    body = client.post("/recommendations", json={"item_ids": sent, "k": 5}).json()
+    assert body["unknown_items"] == ["never-seen-1", "never-seen-2"]
+    plain = client.post("/recommendations", json={"item_ids": history, "k": 5}).json()
+    assert plain["unknown_items"] == []
+    # Answered as today: unknown ids do not change the list, and nothing else moved.
+    assert body["recommendations"] == plain["recommendations"]
+    assert body["history_length"] == len(sent) and "because" not in body["recommendations"][0]
+    assert set(body) == {"user_id", "model_version", "fallback", "history_length",
+                         "recommendations", "unknown_items"}
+
+
+def test_the_openapi_schema_documents_the_answers(client):
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    session = components["SessionRecommendations"]["properties"]
+    assert "does not know" in session["unknown_items"]["description"]
+    assert "unknown_items" in components["SessionRecommendations"]["required"]
+    post = schema["paths"]["/recommendations"]["post"]["responses"]["200"]
+    assert post["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SessionRecommendations")
+    get = schema["paths"]["/recommendations/{user_id}"]["get"]["responses"]["200"]
+    assert get["content"]["application/json"]["schema"]["$ref"].endswith("/Recommendations")
+
+
 @pytest.mark.parametrize("request_kwargs", [
     {"method": "GET", "url": "/recommendations/u1?k=0"},
     {"method": "GET", "url": "/recommendations/u1?k=abc"},
