@@ -11,6 +11,7 @@ from flows.score import score
 from recsys.config import (
     EvalConfig,
     FeatureConfig,
+    GateConfig,
     ModelConfig,
     Paths,
     TrackingConfig,
@@ -29,28 +30,28 @@ def train_and_evaluate(features: FeatureConfig, model: ModelConfig, training: Tr
                  feature_cfg=features)
 
 
-@task(name="gate and promote", timeout_seconds=600)
-def gate_and_promote(result: TrainResult) -> TrainResult:
-    promote_full(result, Paths())
+@task(name="gate against popularity and the champion", timeout_seconds=600)
+def gate_and_promote(result: TrainResult, gate: GateConfig) -> TrainResult:
+    promote_full(result, Paths(), gate_cfg=gate)
     return result
 
 
 @flow(name="full-retrain", log_prints=True)
 def full_retrain(features: FeatureConfig = FeatureConfig(), model: ModelConfig = ModelConfig(),
                  training: TrainConfig = TrainConfig(), evaluation: EvalConfig = EvalConfig(),
-                 score_after_promotion: bool = True) -> dict:
-    """A fresh lineage from all events; promoted over the champion if it passes its gate."""
+                 gate: GateConfig = GateConfig(), score_after_promotion: bool = True) -> dict:
+    """A fresh lineage from all events; champion only if not worse than the one in service."""
     build_features(features)
     result = train_and_evaluate(features, model, training, evaluation)
     # Micro-batches hold the same limit, so none moves an alias while this one decides.
     with concurrency(REGISTRY_LIMIT, occupy=1, timeout_seconds=900):
-        result = gate_and_promote(result)
+        result = gate_and_promote(result, gate)
     create_markdown_artifact(key="full-retrain", markdown=(
-        f"**version {result.version} {result.decision}**: {result.decision_reason}\n\n"
-        + result.summary() + "\n\n" + run_link(Paths(), result.run_id)),
+        result.markdown() + "\n" + run_link(Paths(), result.run_id)),
         description=f"full retrain {result.decision}")
     print(f"version {result.version} {result.decision}: {result.decision_reason}")
     if result.promoted and score_after_promotion:
         score()
     return {"version": result.version, "decision": result.decision, "run_id": result.run_id,
+            "champion_compared": result.champion,
             "test_ndcg@10": result.test["seqrec"]["ndcg@10"]}

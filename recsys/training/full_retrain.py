@@ -41,17 +41,21 @@ from recsys.registry import lineage, runs, tracking
 from recsys.registry.registry import Registry
 from recsys.timeutil import utc_now
 from recsys.training import PREDICTOR
+from recsys.training.challenge import SET, Challenge, challenge, held_out_keys
 from recsys.training.gate import decide_full
+from recsys.training.precision import TrainShape
 from recsys.training.trainer import (
     TrainingHistory,
     build_trainer,
     peak_memory_mb,
+    precision_figures,
     resolve_precision,
 )
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "seqrec"
+REPORT_METRICS = ("ndcg@10", "hr@10", "mrr@10", "coverage@10")
 
 
 @dataclass
@@ -68,9 +72,13 @@ class TrainResult:
     memory: dict[str, float]
     fingerprint: dict = field(default_factory=dict)
     model_dir: Path | None = None
-    decision: str = ""  # promoted | rejected | "" (not registered)
+    decision: str = ""  # promoted | challenger | rejected | "" (not registered)
     decision_reason: str = ""
     data_read_at: dt.datetime | None = None  # when the training data was read (forget-user)
+    item_ids: list[str] = field(default_factory=list, repr=False)
+    held_out: np.ndarray | None = field(default=None, repr=False)  # test-case keys (challenge)
+    champion: str | None = None  # the champion it was compared with, if any
+    comparison: dict[str, float] = field(default_factory=dict)  # challenge.SET figures
 
     @property
     def promoted(self) -> bool:
@@ -78,6 +86,34 @@ class TrainResult:
 
     def summary(self) -> str:
         return metrics_table(self.test, "test (full ranking)")
+
+    def markdown(self) -> str:
+        """The decision and its figures in narrow tables (at most 4 columns), for the UIs."""
+        lines = [f"**version {self.version} {self.decision}**: {self.decision_reason}", ""]
+        c = self.comparison
+        if f"{SET}.champion.ndcg@10" in c:
+            lines += [f"### Against champion version {self.champion}, on "
+                      f"{c.get(f'{SET}.champion.n', 0):.0f} events neither has trained on", "",
+                      "| model | NDCG@10 | HR@10 | distinct items in top-10 |",
+                      "|---|---|---|---|"]
+            for role, name in (("champion", f"champion (v{self.champion})"),
+                               ("challenger", f"this retrain (v{self.version})")):
+                lines.append(f"| {name} | {c[f'{SET}.{role}.ndcg@10']:.4f} | "
+                             f"{c[f'{SET}.{role}.hr@10']:.4f} | "
+                             f"{c[f'{SET}.{role}.distinct@10']:.0f} |")
+            if f"{SET}.drop" in c:
+                lines += ["", f"NDCG@10 drop {c[f'{SET}.drop']:.4f}, paired standard error "
+                              f"{c[f'{SET}.drop_se']:.4f}"]
+            lines.append("")
+        models = list(self.valid)
+        lines += ["### Validation (decides) and test (reports), full ranking", "",
+                  "| metric | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+        for split, results in (("validation", self.valid), ("test", self.test)):
+            for metric in REPORT_METRICS:
+                if all(metric in results.get(m, {}) for m in models):
+                    lines.append(f"| {split} {metric} | " + " | ".join(
+                        f"{results[m][metric]:.4f}" for m in models) + " |")
+        return "\n".join(lines) + "\n"
 
 
 def fingerprint_id(fp: dict) -> str:
@@ -164,6 +200,7 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
         net = module.net.eval()
         result = _evaluate(net, history, data, train_cfg, eval_cfg)
         result.run_id, result.fingerprint, result.data_read_at = run.id, fp, data_read_at
+        result.item_ids, result.held_out = data.item_ids, held_out_keys(data.test)
         log.info("\n%s", result.summary())
         net = net.cpu()
         _log_report(run, result, data.protocol, eval_cfg)
@@ -191,15 +228,17 @@ def _build(data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig,
 def _log_setup(run: runs.Run, data: TrainingData, fp: dict, model_cfg: ModelConfig,
                train_cfg: TrainConfig, eval_cfg: EvalConfig) -> None:
     """Every setting and the data's fingerprint, before training starts."""
+    shape = TrainShape(model_cfg, data.n_items, data.text.shape[1])
     run.log_params({
         **tracking.flatten("model", model_cfg.model_dump()),
         **tracking.flatten("train", train_cfg.model_dump()),
         **tracking.flatten("eval", eval_cfg.model_dump()),
         **tracking.flatten("data", fp),
         "train.resolved_precision": resolve_precision(train_cfg.precision,
-                                                      train_cfg.accelerator),
+                                                      train_cfg.accelerator, shape),
         "data.text_encoder": data.text_encoder,
     })
+    run.log_metrics(precision_figures(train_cfg, shape))  # what precision=auto measured
     run.set_tags(lineage.full_tags(fp["watermark"], fp["id"]))
     log.info("MLflow run %s at %s", run.id, tracking.redact(run.uri))
 
@@ -208,7 +247,8 @@ def _fit(module: SeqRecModule, datamodule: SequenceDataModule, train_cfg: TrainC
          ckpt_dir: Path, run: runs.Run | None, experiment: str) -> TrainingHistory | None:
     """Fit, then load the best validated weights into ``module``; None on other DDP ranks."""
     logger = run.lightning_logger(experiment) if run else None
-    trainer, history, checkpoint = build_trainer(train_cfg, ckpt_dir, logger)
+    trainer, history, checkpoint = build_trainer(train_cfg, ckpt_dir, logger,
+                                                 shape=TrainShape.of(module.net))
     trainer.fit(module, datamodule=datamodule)
     crash_point("train.after_fit")
     if not trainer.is_global_zero:
@@ -234,14 +274,19 @@ def _evaluate(net: SeqRec, history: TrainingHistory, data: TrainingData,
 
 def promote_full(result: TrainResult, paths: Paths, tracking_cfg: TrackingConfig | None = None,
                  gate_cfg: GateConfig | None = None, net: SeqRec | None = None) -> None:
-    """A full retrain starts a new lineage, promoted over any champion if it passes its gate.
+    """Gate a registered full retrain; it becomes champion only if not worse than the champion.
 
-    The gate reads validation figures only. The micro-batches then continue from its
-    watermark.
+    First it must be sane and beat popularity on validation (else rejected). With no champion
+    it is then promoted (the first model). Otherwise it is scored against the champion on
+    events neither has trained on (``challenge.py``), with the micro-batch gate's tolerance and
+    z rule: promoted if not worse, rejected if worse, kept waiting as ``challenger`` if there
+    are too few such events. The decision and its figures go to the version's tags and the
+    run (``decision.md``). A new champion starts a new lineage: the micro-batches continue
+    from its watermark.
     """
     tracking_cfg, gate_cfg = tracking_cfg or TrackingConfig(), gate_cfg or GateConfig()
-    if net is None:
-        net, _, _ = io.load(result.model_dir)
+    if net is None or not result.item_ids:
+        net, result.item_ids, _ = io.load(result.model_dir)
     verdict = decide_full(result.valid[MODEL_NAME]["ndcg@10"],
                           result.valid["popularity"]["ndcg@10"], net, gate_cfg)
     registry = Registry(paths, tracking_cfg)
@@ -249,14 +294,53 @@ def promote_full(result: TrainResult, paths: Paths, tracking_cfg: TrackingConfig
                                   **lineage.gate_tags(verdict.figures)})
     registry.set_challenger(result.version)
     if verdict.promote:
-        registry.promote(result.version, verdict.reason)
-        result.decision = "promoted"
+        outcome = _against_champion(result, registry, net, gate_cfg, verdict.reason)
     else:
-        registry.reject(result.version, verdict.reason)
-        result.decision = "rejected"
-    result.decision_reason = verdict.reason
-    runs.attach(paths, tracking_cfg, result.run_id).record_decision(result.decision,
-                                                                     verdict.reason)
+        outcome = Challenge("rejected", verdict.reason)
+    if outcome.decision == "rejected":
+        registry.reject(result.version, outcome.reason)
+    elif outcome.decision == "challenger":
+        registry.tag(result.version, {"decision": "challenger", "decision_reason": outcome.reason,
+                                      "decided_at": utc_now()})
+    result.decision, result.decision_reason = outcome.decision, outcome.reason
+    result.comparison = outcome.figures
+    if outcome.figures:
+        registry.tag(result.version, {"challenge.champion": result.champion or "",
+                                      **lineage.gate_tags(outcome.figures),
+                                      **{f"gate.{k}": f"{v:.0f}" for k, v in
+                                         outcome.figures.items() if k.endswith("_events")}})
+    runs.attach(paths, tracking_cfg, result.run_id).record_decision(
+        result.decision, result.decision_reason, outcome.figures or None,
+        note=result.markdown())
+
+
+def _against_champion(result: TrainResult, registry: Registry, net: SeqRec,
+                      gate_cfg: GateConfig, passed: str) -> Challenge:
+    """Compare with the champion and move the alias if not worse; retried if it moves meanwhile.
+
+    A micro-batch may promote while this one is compared (the CLI holds no Prefect limit):
+    the alias moves only if the champion is still the one compared with.
+    """
+    watermark = int(result.fingerprint["watermark"])
+    for _ in range(3):
+        champion = registry.champion()
+        outcome: Challenge | None = None
+        if champion is not None and champion.version != result.version:
+            result.champion = champion.version
+            outcome = challenge(registry, champion, net, result.item_ids, watermark,
+                                result.held_out, gate_cfg)
+            if outcome is None:
+                passed += (f"; not comparable with champion version {champion.version} (the "
+                           f"store was rebuilt or re-encoded since), so it cannot be updated "
+                           f"either and is replaced")
+            elif outcome.decision != "promoted":
+                return outcome
+        outcome = outcome or Challenge("promoted", passed)
+        if registry.promote(result.version, outcome.reason,
+                            expected_champion=champion.version if champion else None):
+            return outcome
+    return Challenge("challenger", "waits as challenger: the champion kept moving while this "
+                                   "retrain was compared with it (`recsys promote` overrides)")
 
 
 def _log_report(run: runs.Run, result: TrainResult, protocol: str,

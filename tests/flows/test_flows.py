@@ -66,17 +66,25 @@ def test_a_late_scheduled_run_is_skipped(project):
 
 
 def test_full_retrain_flow_then_scores_with_the_new_champion(project):
-    project.land(2)
+    """Compared with the champion on events it has not trained on; the artifact's tables narrow."""
+    project.land(4)
     out = full_retrain(model={"d_model": 32, "max_len": 20},  # partial, as a deployment's
-                       training=TrainConfig(max_epochs=4, patience=4, batch_size=32))
+                       training=TrainConfig(max_epochs=4, patience=4, batch_size=32),
+                       gate={"unseen_min_events": 20})
     assert out["decision"] == "promoted" and project.champion().version == out["version"]
+    assert out["champion_compared"] == project.full_version
     version = project.registry.get(out["version"])
     assert version.kind == "full" and version.tags["decision"] == "promoted"
     assert version.tags["promoted_over"] == project.full_version
+    assert "not worse within 5%" in version.tags["decision_reason"]
+    assert int(version.tags["gate.unseen.held_out_events"]) >= 20
     lists = read_recommendations(project.paths).to_pandas()
     assert set(lists["model_version"]) == {out["version"]}
     summary = _artifact("full-retrain")
-    assert "| seqrec |" in summary and f"version {out['version']} promoted" in summary
+    assert f"version {out['version']} promoted" in summary and "| validation ndcg@10 |" in summary
+    assert f"| champion (v{project.full_version}) |" in summary
+    rows = [line for line in summary.splitlines() if line.startswith("|")]
+    assert rows and max(line.count("|") - 1 for line in rows) <= 5
 
 
 def test_ingest_build_features_score_and_replay_flows(project, tmp_path):

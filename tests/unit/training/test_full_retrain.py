@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from recsys.config import (
     EvalConfig,
+    GateConfig,
     Loss,
     LrSchedule,
     ModelConfig,
@@ -238,3 +239,77 @@ def test_explicit_tracking_uri_wins_over_the_environment(monkeypatch, tmp_path):
     cfg = TrackingConfig(tracking_uri="sqlite:////elsewhere/mlflow.db")
     assert tracking_uri(paths, cfg) == "sqlite:////elsewhere/mlflow.db"
     assert tracking_uri(paths, TrackingConfig()) == "http://127.0.0.1:5999"
+
+
+# -- against the champion ------------------------------------------------------------------
+WELL_TRAINED = FAST_TRAIN  # 8 epochs
+HASTY = FAST_TRAIN.model_copy(update={"max_epochs": 1, "lr": 3e-4})  # as if started by hand
+FEW = GateConfig(unseen_min_events=20)  # the tiny world has ~150 users
+
+
+@pytest.fixture(scope="module")
+def rivals(tmp_path_factory):
+    """A champion well trained on the oldest 60% of events; the store then grows to 85%."""
+    root = tmp_path_factory.mktemp("rivals")
+    paths = Paths(root=root / "home", tracking_home=root / "tracking")
+    data = generate(preset("tiny"))
+    events = data.events.sort_values("ts", kind="stable", ignore_index=True)
+    n = len(events)
+    ingest_frame(data.items, "items", kind="items", data_paths=paths)
+    ingest_frame(events.iloc[:int(n * 0.6)], "old", data_paths=paths)
+    build_features(paths)
+    champion = train(paths, FAST_MODEL, WELL_TRAINED)
+    assert champion.decision == "promoted"  # no champion yet: today's rule
+    ingest_frame(events.iloc[int(n * 0.6):int(n * 0.85)], "newer", data_paths=paths)
+    build_features(paths)
+    return paths, champion, events.iloc[int(n * 0.85):]
+
+
+def test_a_full_retrain_replaces_the_champion_only_if_not_worse_on_unseen_events(
+        rivals, monkeypatch):
+    """A hasty retrain beats popularity but is kept out; a good one is promoted; promote overrides.
+
+    The hasty one is decided after the newest events land (as they do while a retrain runs), so
+    both kinds of unseen events count: its held-out test targets newer than the champion's
+    watermark, and the events after both watermarks.
+    """
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+    from recsys.registry.registry import Registry
+    from recsys.training.full_retrain import promote_full
+
+    paths, first, newest = rivals
+    registry = Registry(paths, TrackingConfig())
+    hasty = train(paths, FAST_MODEL, HASTY, promote=False)
+    assert hasty.valid[MODEL_NAME]["ndcg@10"] > hasty.valid["popularity"]["ndcg@10"]
+    ingest_frame(newest, "newest", data_paths=paths)
+    promote_full(hasty, paths, gate_cfg=FEW)
+    assert hasty.decision == "rejected" and registry.champion().version == first.version
+    assert "kept out" in hasty.decision_reason
+    assert "worse than the champion" in hasty.decision_reason
+    tags = registry.get(hasty.version).tags
+    assert tags["decision"] == "rejected" and tags["decision_reason"] == hasty.decision_reason
+    assert tags["challenge.champion"] == first.version
+    assert int(tags["gate.unseen.held_out_events"]) > 0
+    assert int(tags["gate.unseen.after_both_events"]) > 0
+    assert float(tags["gate.unseen.challenger.ndcg_at_10"]) < \
+        float(tags["gate.unseen.champion.ndcg_at_10"])
+    run = MlflowClient(tracking_uri(paths)).get_run(hasty.run_id)
+    assert run.data.tags["decision"] == "rejected"
+    assert "unseen.champion.ndcg_at_10" in run.data.metrics
+    note = MlflowClient(tracking_uri(paths)).download_artifacts(hasty.run_id, "decision.md")
+    assert f"Against champion version {first.version}" in open(note).read()
+
+    build_features(paths)
+    good = train(paths, FAST_MODEL, WELL_TRAINED, gate_cfg=FEW)
+    assert good.decision == "promoted" and registry.champion().version == good.version
+    assert "not worse within 5%" in good.decision_reason
+    assert registry.get(good.version).tags["promoted_over"] == first.version
+
+    monkeypatch.setenv("RECSYS_TRACKING_HOME", str(paths.tracking_home))
+    out = CliRunner().invoke(app, ["promote", hasty.version, "--reason", "A/B says so",
+                                   "--home", str(paths.root)])
+    assert out.exit_code == 0, out.output
+    assert registry.champion().version == hasty.version
+    assert registry.get(hasty.version).tags["decision"] == "promoted by operator"
