@@ -9,7 +9,10 @@ the package that holds the class is installed.
 
 A predictor class provides ``from_artifacts(artifacts: dict[str, str])``,
 ``predict(model_input, params) -> DataFrame`` and ``examples(history)`` (an input, an output
-and the params, from which the logged signature is inferred).
+and the params, from which the logged signature is inferred). ``predict`` raises ``ValueError``
+for input it refuses; the adapter raises it again as an ``MlflowException`` with
+``INVALID_PARAMETER_VALUE``, which ``mlflow models serve`` answers with a 400 whose body holds
+the message and no stack trace (any other exception is a 400 carrying the traceback).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import importlib
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 
 def load_predictor_class(dotted: str) -> type:
@@ -40,4 +44,7 @@ class PredictorPyfunc(mlflow.pyfunc.PythonModel):
         self.predictor = cls.from_artifacts(dict(context.artifacts))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        return self.predictor.predict(model_input, params)
+        try:
+            return self.predictor.predict(model_input, params)
+        except ValueError as exc:  # refused input: the caller's to fix, so no stack trace
+            raise MlflowException.invalid_parameter_value(str(exc)) from exc

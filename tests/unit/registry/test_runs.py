@@ -59,6 +59,8 @@ def test_predictions_keep_their_shape():
     from recsys.scoring.pyfunc import SeqRecPredictor
 
     class Fake:
+        item_ids = [f"x{i}" for i in range(10)]  # the catalogue, whose size bounds k
+
         def recommend(self, histories, k, exclude_seen, types):
             self.args = (histories, k, exclude_seen, types)
             ids = np.array([[f"x{i}" for i in range(k)]] * len(histories), dtype=object)
