@@ -348,15 +348,15 @@ class Stack:
             raise RuntimeError(f"no traffic source recorded in {self.state_file}")
         traffic.run(traffic.TrafficSpec(**state.traffic), self.paths, self.traffic_progress)
 
-    def _champion(self, local: bool = False):
-        """The champion, from the stack's MLflow server, or (``local``) its SQLite file."""
+    def _champion(self, local: bool = False, url: str | None = None):
+        """The champion from the MLflow server at ``url`` (this stack's), or its SQLite file."""
         from recsys.config import TrackingConfig
         from recsys.registry.registry import Registry
         from recsys.registry.tracking import local_uri
 
         if local and not self.paths.mlflow_db.exists():
             return None
-        uri = local_uri(self.paths) if local else self.mlflow_url
+        uri = local_uri(self.paths) if local else (url or self.mlflow_url)
         return Registry(self.paths, TrackingConfig(tracking_uri=uri)).champion()
 
     def down(self, grace_s: float = 15.0) -> list[str]:
@@ -403,13 +403,17 @@ class Stack:
                if state.traffic else "none"}
         progress = traffic.read_progress(self.traffic_progress)
         if progress:
-            out["traffic"] = (f"lap {progress['lap']}, tick {progress['tick']}, "
+            out["traffic progress"] = (f"lap {progress['lap']}, tick {progress['tick']}, "
                               f"{progress['events_landed']:,} events landed, newest event "
                               f"{progress['newest_ts']}, last tick at {progress['at']}")
         out["last update"] = last_update(self.paths) or "none yet"
-        mlflow_up = any(s.name == "mlflow-server" and alive(s) for s in state.services)
+        # The server the state records (this Stack's config may name other ports), if it
+        # answers: MLflow's client retries a refused connection for minutes.
+        mlflow_up = any(s.name == "mlflow-server" and alive(s) for s in state.services) \
+            and healthy(f"{state.mlflow_url}/health")
         try:
-            out["champion"] = champion_line(self._champion(local=not mlflow_up))
+            out["champion"] = champion_line(self._champion(local=not mlflow_up,
+                                                           url=state.mlflow_url))
         except Exception as exc:  # a status line, not a crash, when MLflow does not answer
             out["champion"] = f"unknown ({type(exc).__name__}: {exc})"
         return out

@@ -123,6 +123,7 @@ def test_readme_order_demo_then_stack_up_moves_the_champion(tmp_path):
     try:
         up = cli("stack", "up", "--state", state, "--prefect-port", str(free_port()),
                  "--mlflow-port", str(mlflow_port))
+        print(up)  # with -s: what a user sees
         assert f"found: champion: version {after_demo.version} " in up
         assert "will: no bootstrap: data and champion are in place" in up
         assert "started live traffic: replay-loop:" in up and "events.parquet" in up
@@ -131,7 +132,9 @@ def test_readme_order_demo_then_stack_up_moves_the_champion(tmp_path):
             c if (c := registry.champion()).version != after_demo.version else None), 300)
         assert moved.kind == "incremental" and int(moved.version) > int(after_demo.version)
         status = cli("stack", "status", "--state", state)
-        assert "traffic source: replay-loop:" in status and "traffic: lap 1, " in status
+        print(status)
+        assert "traffic source: replay-loop:" in status and "traffic progress: lap 1, " in status
+        assert "traffic: running (pid " in status
         assert f"champion: version {moved.version} (incremental)" in status
         assert "last update: " in status and "last update: none yet" not in status
     finally:

@@ -111,5 +111,5 @@ def test_status_readings_name_the_traffic_the_last_update_and_the_champion(paths
         "newest_ts": "2026-05-01T00:00:00", "at": "2026-12-02T10:00:05"}))
     got = stack.readings(StackState(traffic=spec))
     assert got["traffic source"].startswith("replay-loop: w.parquet, 2880 event s per wall s")
-    assert got["traffic"].startswith("lap 2, tick 40, 1,234 events landed")
+    assert got["traffic progress"].startswith("lap 2, tick 40, 1,234 events landed")
     assert got["last update"].endswith("r-promoted") and got["champion"] == "none"
