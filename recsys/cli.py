@@ -187,7 +187,8 @@ def train(training: TrainConfig, model: ModelConfig, evaluation: EvalConfig,
 
 @app.command()
 def status(home: HomeOpt = None) -> None:
-    """Print what the landing zone, quarantine and feature store hold, and the champion."""
+    """Print what the data folders hold, the champion, and what precision=auto measured here."""
+    from recsys import precision
     from recsys.config import TrackingConfig
     from recsys.data.status import status_report
     from recsys.registry.registry import Registry
@@ -202,6 +203,7 @@ def status(home: HomeOpt = None) -> None:
         typer.echo(f"champion: version {champion.version} ({champion.kind}), watermark "
                    f"{champion.watermark}, model age "
                    + ("unknown" if age is None else f"{age:,.0f} s"))
+    typer.echo(precision.report())
 
 
 @app.command()
@@ -272,8 +274,8 @@ def _report_training(result) -> None:
 
 @app.command()
 @config_options(
-    update=(UpdateConfig, ["max_steps", "batch_size", "lr", "replay_ratio", "holdout_fraction",
-                           "max_batch_events"]),
+    update=(UpdateConfig, ["max_steps", "time_budget_s", "batch_size", "lr", "replay_ratio",
+                           "holdout_fraction", "max_batch_events"]),
     gate=(GateConfig, [Opt("tolerance", help="Largest relative NDCG@10 drop against the "
                                              "champion that still promotes.")]),
     retention=(RetentionConfig, ["keep_incremental", "keep_full"]))

@@ -22,6 +22,7 @@ from recsys.data.microbatch import FineTuneData
 from recsys.faults import crash_point
 from recsys.models.module import SeqRecModule
 from recsys.models.seqrec import SeqRec
+from recsys.training.precision import TrainShape
 from recsys.training.trainer import resolve_precision
 
 
@@ -33,11 +34,16 @@ class FineTuneReport:
     first_loss: float
     last_loss: float
     finite: bool
+    share: float = 1.0  # of the sequences (new and replayed), trained on in at least one step
+    out_of_time: bool = False  # stopped by UpdateConfig.time_budget_s
+    bf16: bool = False
 
     def as_dict(self) -> dict[str, float]:
         return {"finetune_steps": self.steps, "finetune_positions": self.positions,
                 "finetune_seconds": self.seconds, "finetune_first_loss": self.first_loss,
-                "finetune_last_loss": self.last_loss}
+                "finetune_last_loss": self.last_loss, "finetune_share": self.share,
+                "finetune_out_of_time": float(self.out_of_time),
+                "finetune_bf16": float(self.bf16)}
 
 
 def device_for(accelerator: str) -> torch.device:
@@ -76,7 +82,9 @@ def fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
     """Train ``net`` in place on every sequence of ``data``, in at most ``max_steps``.
 
     The batch grows when one pass would need more steps, so no new event is left out; further
-    passes (``epochs``) run while steps remain. ``weight_decay``: the lineage's (the full
+    passes (``epochs``) run while steps remain. Training also stops once ``time_budget_s`` is
+    spent (after at least one step): the report then says which share of the sequences was
+    trained on, and the rest waits for a later model. ``weight_decay``: the lineage's (the full
     retrain's ``TrainConfig.weight_decay``, kept in the model folder), so a fine-tune
     optimises the objective its parent was trained with.
     """
@@ -89,16 +97,21 @@ def fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig,
 def _fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig, train_cfg: TrainConfig,
                item_counts: torch.Tensor | None, device: torch.device) -> FineTuneReport:
     t0 = time.perf_counter()
-    bf16 = resolve_precision(cfg.precision, cfg.accelerator).startswith("bf16")
+    precision = resolve_precision(cfg.precision, cfg.accelerator, TrainShape.of(net))
+    bf16 = precision.startswith("bf16")
     module = SeqRecModule(net, net.cfg, train_cfg, item_counts).to(device).train()
     optimiser = module.make_optimizer()
     batch_size = max(cfg.batch_size, math.ceil(len(data) / cfg.max_steps)) if len(data) else 1
     lengths = (data.items > 0).sum(1).numpy()
     sampler = BucketBatchSampler(lengths, batch_size, cfg.seed, window=cfg.bucket_window)
     losses: list[float] = []
-    positions, finite = 0, True
+    positions, finite, out_of_time = 0, True, False
+    trained = torch.zeros(len(data), dtype=torch.bool)
     for index in _passes(sampler, cfg.epochs):
         if len(losses) >= cfg.max_steps:
+            break
+        if losses and time.perf_counter() - t0 >= cfg.time_budget_s:
+            out_of_time = True
             break
         idx = torch.as_tensor(index)
         items, types = trim(data.items[idx], data.types[idx])
@@ -117,10 +130,12 @@ def _fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig, train_cfg: Tr
         optimiser.step()
         losses.append(loss.item())
         positions += n
+        trained[idx] = True
         crash_point("finetune.after_step")
     net.eval()
     if finite and not all(np.isfinite(losses)):
         finite = False
     return FineTuneReport(len(losses), positions, time.perf_counter() - t0,
                           losses[0] if losses else float("nan"),
-                          losses[-1] if losses else float("nan"), finite)
+                          losses[-1] if losses else float("nan"), finite,
+                          float(trained.float().mean()) if len(data) else 1.0, out_of_time, bf16)

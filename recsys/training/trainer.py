@@ -10,26 +10,47 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
-from recsys.config import TrainConfig
+from recsys.config import ModelConfig, TrainConfig
+from recsys.precision import Probe
+from recsys.training.precision import TrainShape, probe_training
 
 MONITOR = "val/ndcg_at_10"
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """Resolve ``auto``: bf16 mixed precision on CUDA and on CPUs with AMX tiles, else fp32.
+def _on_cuda(accelerator: str) -> bool:
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
-    ``bench/train_step.py`` measured bf16 autocast faster than fp32 only on a CPU with AMX.
-    AVX-512 BF16 alone is not enough: with oneDNN held to it on an AMX Xeon
-    (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``), bf16 ran at 0.86-0.93x fp32's speed, and on
-    AVX2-only CPUs (emulated bf16) at 0.08-0.15x.
+
+def resolve_precision(precision: str, accelerator: str, shape: TrainShape | None = None) -> str:
+    """Resolve ``auto``: bf16 mixed precision on CUDA; on a CPU, whichever measured faster.
+
+    CPU flags cannot tell: bf16 autocast ran at 1.6x fp32 on an AMD EPYC with AVX-512 BF16
+    and no AMX, and at 0.08-0.15x on AVX2-only CPUs. So the first ``auto`` on a machine times
+    a few steps of ``shape`` (the model being trained; default ``ModelConfig()`` over 2,048
+    items) in both precisions, caches the figures (``recsys.precision``), and picks bf16 only
+    where it ran at least ``recsys.precision.MIN_SPEEDUP`` times as fast as fp32.
     """
     if precision != "auto":
         return precision
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+    if _on_cuda(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    if torch.cpu._is_amx_tile_supported():
-        return "bf16-mixed"
-    return "32-true"
+    return "bf16-mixed" if probe(shape).bf16 else "32-true"
+
+
+def probe(shape: TrainShape | None = None) -> Probe:
+    """The CPU's fp32-against-bf16 figures for ``shape``: cached, else timed now."""
+    return probe_training(shape or TrainShape(ModelConfig(), 2048))
+
+
+def precision_figures(cfg: TrainConfig, shape: TrainShape) -> dict[str, float]:
+    """The figures behind ``precision=auto`` on a CPU, for a tracking run; else none.
+
+    Keys: ``precision_probe/fp32_ms``, ``precision_probe/bf16_ms`` (one step's median time)
+    and ``precision_probe/bf16_speedup``.
+    """
+    if cfg.precision != "auto" or _on_cuda(cfg.accelerator):
+        return {}
+    return probe(shape).figures("precision_probe/")
 
 
 class TrainingHistory(pl.Callback):
@@ -95,8 +116,13 @@ def peak_memory_mb() -> dict[str, float]:
 
 
 def build_trainer(cfg: TrainConfig, checkpoint_dir: Path, logger=None,
-                  extra_callbacks: list | None = None) -> tuple[pl.Trainer, TrainingHistory,
-                                                               ModelCheckpoint]:
+                  extra_callbacks: list | None = None,
+                  shape: TrainShape | None = None) -> tuple[pl.Trainer, TrainingHistory,
+                                                            ModelCheckpoint]:
+    """The Trainer for ``cfg``, its history callback and its best-checkpoint callback.
+
+    ``shape`` (``TrainShape.of(net)``): what ``precision=auto`` times on a CPU.
+    """
     history = TrainingHistory()
     averaging = [EMAWeightAveraging(decay=cfg.ema_decay)] if cfg.ema_decay else []
     # The averaging callback puts the averaged weights (the ones validated) into the checkpoint's
@@ -108,7 +134,7 @@ def build_trainer(cfg: TrainConfig, checkpoint_dir: Path, logger=None,
                  *averaging, *(extra_callbacks or [])]
     trainer = pl.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        precision=resolve_precision(cfg.precision, cfg.accelerator),
+        precision=resolve_precision(cfg.precision, cfg.accelerator, shape),
         max_epochs=cfg.max_epochs, logger=logger if logger is not None else False,
         callbacks=callbacks, enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
         # Our batch sampler shards batches per rank itself (equal counts on every rank).

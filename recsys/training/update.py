@@ -57,6 +57,9 @@ class UpdateResult:
     timings: dict[str, float] = field(default_factory=dict)
     model_age_s: float | None = None
     run_id: str | None = None
+    # Share of the fine-tune's sequences (new and replayed) it trained on: below 1 when
+    # UpdateConfig.time_budget_s ran out first (also figures["finetune_share"]).
+    trained_share: float | None = None
 
     @property
     def promoted(self) -> bool:
@@ -175,7 +178,7 @@ def _steps(u: _Update) -> UpdateResult:
     verdict = _judge(u, candidate, report, before, device)
     result = u.result("rejected", verdict.reason, figures={
         **verdict.figures, **report.as_dict(),
-        "new_items": float(u.batch.n_items - len(u.item_ids))})
+        "new_items": float(u.batch.n_items - len(u.item_ids))}, trained_share=report.share)
     _register(u, result, candidate.cpu(), verdict)
     _decide(u, result, verdict, age)
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -94,3 +96,44 @@ def test_the_optimiser_gets_the_weight_decay_it_is_given(monkeypatch, weight_dec
     groups = built[0].param_groups
     assert {g["lr"] for g in groups} == {5e-3}
     assert max(g["weight_decay"] for g in groups) == weight_decay
+
+
+def test_a_spent_time_budget_stops_the_fine_tune_and_reports_the_share():
+    """One step always runs; then no step starts once ``time_budget_s`` has passed."""
+    data = _data()
+    cfg = UpdateConfig(max_steps=100, batch_size=16, epochs=2, precision="32",
+                       time_budget_s=1e-9)
+    report = finetune.fine_tune(_net(), data, cfg)
+    assert report.steps == 1 and report.out_of_time and report.finite
+    assert report.share == 16 / len(data)
+    assert report.as_dict()["finetune_share"] == report.share
+    assert report.as_dict()["finetune_out_of_time"] == 1.0
+
+    roomy = finetune.fine_tune(_net(), data, cfg.model_copy(update={"time_budget_s": 3600.0}))
+    assert roomy.steps == cfg.epochs * len(data) // cfg.batch_size
+    assert roomy.share == 1.0 and not roomy.out_of_time
+    assert roomy.positions == cfg.epochs * data.positions
+    assert 0 < UpdateConfig().time_budget_s <= 30  # well inside the one-minute schedule
+
+
+def test_an_update_out_of_time_still_gates_and_records_the_share(world):
+    """The budget cuts training only: the candidate is scored in full, and the share trained
+    on reaches the result, ``updates.jsonl`` and the MLflow run."""
+    from recsys.training.update import update
+
+    world.land(2)
+    cfg = UpdateConfig(max_steps=20, batch_size=8, time_budget_s=1e-9)
+    result = update(world.paths, cfg)
+    assert result.version is not None and result.status in ("promoted", "rejected")
+    assert 0 < result.trained_share < 1
+    assert result.figures["finetune_steps"] == 1 and result.figures["finetune_out_of_time"] == 1
+    assert result.figures["holdout.challenger.n"] == result.figures["holdout.champion.n"] > 0
+    assert result.figures["guard.challenger.n"] == result.figures["guard.champion.n"] > 0
+    records = [json.loads(line) for line in (world.paths.root / "updates.jsonl").open()]
+    assert records[-1]["trained_share"] == result.trained_share
+    run = world.registry.client.get_run(result.run_id)
+    assert run.data.metrics["finetune_share"] == pytest.approx(result.trained_share)
+
+    world.land(2)
+    full = update(world.paths, cfg.model_copy(update={"time_budget_s": 3600.0}))
+    assert full.trained_share == 1.0 and full.figures["finetune_out_of_time"] == 0
