@@ -2,7 +2,8 @@
 PyTorch's dropout against the cheap CPU mask of recsys.models.dropout.
 
 Prints target positions per second for one optimiser step of the default model at two
-catalogue sizes, with ratios against the fp32 baseline measured in the same process.
+catalogue sizes, with ratios against the fp32 baseline measured in the same process, and what
+``precision=auto``'s probe measured for each shape (cached per machine; ``recsys status``).
 
     .venv/bin/python bench/train_step.py [--steps 30]
 """
@@ -18,9 +19,11 @@ import torch.nn.functional as F
 
 import recsys.models.blocks as blocks
 import recsys.models.dropout as dropout
+from recsys import precision
 from recsys.config import ModelConfig, TrainConfig
 from recsys.models.module import SeqRecModule
 from recsys.models.seqrec import SeqRec
+from recsys.training.precision import TrainShape, probe_training
 
 
 def make_batch(n_items: int, batch: int, max_len: int, mean_len: float, gen: torch.Generator):
@@ -85,22 +88,24 @@ def main() -> None:
     module_log = SeqRecModule.log
     SeqRecModule.log = lambda *a, **k: None  # no trainer attached in this micro-benchmark
     try:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        print(f"{precision.machine()['cpu']}: torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, "
               f"avx512_bf16={torch.cpu._is_avx512_bf16_supported()}, "
               f"amx={torch.cpu._is_amx_tile_supported()}", flush=True)
         for label, n_items, mean_len in (("synthetic-small (2k items, long seqs)", 2000, 40),
                                          ("beauty-like (55k items, short seqs)", 55000, 8)):
+            probe = probe_training(TrainShape(ModelConfig(max_len=50), n_items, 256))
+            print(f"\n{label}\n  precision=auto's probe: {probe.line()}", flush=True)
             with torch_dropout():
                 base = run(n_items, mean_len, "fp32", trim=False, steps=args.steps)
                 torch_best = run(n_items, mean_len, "bf16", trim=True, steps=args.steps)
-            print(f"\n{label}\n  fp32, padded to max_len, torch dropout : {base:10,.0f} positions/s"
+            print(f"  fp32, padded to max_len, torch dropout : {base:10,.0f} positions/s"
                   "  1.00x")
             print(f"  bf16, trimmed, torch dropout           : {torch_best:10,.0f} positions/s"
                   f"  {torch_best / base:.2f}x")
-            for precision, trim in (("fp32", False), ("fp32", True), ("bf16", False),
-                                    ("bf16", True)):
-                r = run(n_items, mean_len, precision, trim, args.steps)
-                name = f"{precision}, {'trimmed' if trim else 'padded'}, cheap CPU dropout"
+            for dtype, trim in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
+                r = run(n_items, mean_len, dtype, trim, args.steps)
+                name = f"{dtype}, {'trimmed' if trim else 'padded'}, cheap CPU dropout"
                 print(f"  {name:<39}: {r:10,.0f} positions/s  {r / base:.2f}x")
     finally:
         SeqRecModule.log = module_log

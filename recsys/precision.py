@@ -4,9 +4,9 @@ Whether bf16 pays on a CPU cannot be read from its flags: bf16 autocast ran at 1
 AMD EPYC with AVX-512 BF16 and no AMX, at 0.86-0.93x on an AMX Xeon held to AVX-512 BF16, and
 at 0.08-0.15x on AVX2-only CPUs, where it is emulated. So ``precision=auto`` times a few steps
 of the real work in both precisions, interleaved so that a busy neighbour slows both alike,
-and picks bf16 only when it is at least ``MIN_SPEEDUP`` times faster. The figures are kept in
-a small JSON file per machine (CPU model, instruction sets, torch version), so the probe runs
-once per machine and shape: ``recsys status`` prints them.
+and picks bf16 only when it is at least ``MIN_SPEEDUP`` times faster, on a machine that was not
+busy. The figures are kept in a small JSON file per machine (CPU model, instruction sets, torch
+version), so the probe runs once per machine and shape: ``recsys status`` prints them.
 
 The callers (``recsys.training.precision`` for a training step, ``recsys.scoring.topk`` for
 the top-K's first stage) say what to time; this module times, decides and caches.
@@ -41,6 +41,9 @@ PROBE_SECONDS = 1.0
 MIN_PAIRS, MAX_PAIRS = 2, 8
 # ... or after one pair when the answer is already plain (emulated bf16 is 7-12x slower).
 CLEAR_RATIO = 2.0
+# A timed sample repeats a step until this long has passed: one call of a sub-millisecond
+# step measures the scheduler, not the step.
+MIN_SAMPLE_MS = 10.0
 
 
 def default_cache_dir() -> Path:
@@ -97,12 +100,24 @@ class Probe:
         return self.fp32_ms / self.bf16_ms
 
     @property
+    def busy(self) -> bool:
+        """Timed under a load above the core count.
+
+        Processes that each use every core slow each other far beyond their share (a step that
+        took 40-80 ms on one thread took 2 s on two, beside four such processes on 2 cores),
+        and the ratio says little: such figures never choose bf16, and are timed again once
+        the load is lower.
+        """
+        return self.load > (os.cpu_count() or 1)
+
+    @property
     def bf16(self) -> bool:
-        return self.speedup >= MIN_SPEEDUP
+        """bf16 is chosen: clearly faster, and measured on a machine that was not busy."""
+        return self.speedup >= MIN_SPEEDUP and not self.busy
 
     def line(self) -> str:
         choice = "bf16" if self.bf16 else "fp32"
-        busy = ", busy: retaken when quiet" if self.load > (os.cpu_count() or 1) else ""
+        busy = ", busy: fp32 until retaken on a quieter machine" if self.busy else ""
         return (f"{self.name}: fp32 {self.fp32_ms:.1f} ms, bf16 {self.bf16_ms:.1f} ms per step "
                 f"(bf16 at {self.speedup:.2f}x, {self.pairs} steps each, load "
                 f"{self.load:.1f}{busy}, {self.measured_at}) -> {choice}")
@@ -130,6 +145,17 @@ def _store(probe: Probe, folder: Path | None) -> None:
     os.replace(tmp, path)
 
 
+def _sample(step: Callable[[], object]) -> float:
+    """Milliseconds per call of ``step``, over at least ``MIN_SAMPLE_MS``."""
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        calls += 1
+        elapsed = (time.perf_counter() - t0) * 1000
+        if elapsed >= MIN_SAMPLE_MS:
+            return elapsed / calls
+
+
 def time_steps(fp32_step: Callable[[], object], bf16_step: Callable[[], object],
                seconds: float = PROBE_SECONDS) -> tuple[float, float, int]:
     """Median milliseconds of one step in each precision, and the number of timed pairs.
@@ -143,9 +169,7 @@ def time_steps(fp32_step: Callable[[], object], bf16_step: Callable[[], object],
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for pair in range(MAX_PAIRS):
         for name, step in (("fp32", fp32_step), ("bf16", bf16_step)):
-            t = time.perf_counter()
-            step()
-            times[name].append((time.perf_counter() - t) * 1000)
+            times[name].append(_sample(step))
         ratio = times["fp32"][-1] / times["bf16"][-1]
         now = time.perf_counter()
         if pair == 0 and (not 1 / CLEAR_RATIO < ratio < CLEAR_RATIO or now >= t_end + seconds):
@@ -156,13 +180,8 @@ def time_steps(fp32_step: Callable[[], object], bf16_step: Callable[[], object],
 
 
 def _usable(probe: Probe | None) -> Probe | None:
-    """A cached probe, unless it was timed on a busy machine and this one is now quiet.
-
-    Two processes that each use every core slow each other far beyond half speed, so figures
-    taken under a load above the core count are retaken once the load is below half of it.
-    """
-    cores = os.cpu_count() or 1
-    if probe is not None and probe.load > cores and os.getloadavg()[0] < cores / 2:
+    """A cached probe, unless it was timed on a busy machine and this one is no longer busy."""
+    if probe is not None and probe.busy and os.getloadavg()[0] <= (os.cpu_count() or 1):
         return None
     return probe
 

@@ -63,15 +63,15 @@ def test_steps_alternate_and_a_plain_answer_stops_after_one_pair(clock):
             clock.now += ms / 1000
         return run
 
-    fp32_ms, bf16_ms, pairs = precision.time_steps(step("fp32", 10), step("bf16", 80), 1.0)
-    assert (fp32_ms, bf16_ms, pairs) == (pytest.approx(10), pytest.approx(80), 1)
+    fp32_ms, bf16_ms, pairs = precision.time_steps(step("fp32", 12), step("bf16", 80), 1.0)
+    assert (fp32_ms, bf16_ms, pairs) == (pytest.approx(12), pytest.approx(80), 1)
     assert order == ["fp32", "bf16", "fp32", "bf16"]  # one warm-up each, then one timed pair
 
 
 def test_close_figures_are_timed_until_the_budget_is_spent(clock):
-    fp32_ms, bf16_ms, pairs = precision.time_steps(clock.step(10), clock.step(11), 0.1)
-    # 21 ms per pair: the warm-up and 4 pairs pass 0.1 s
-    assert (fp32_ms, bf16_ms, pairs) == (pytest.approx(10), pytest.approx(11), 4)
+    fp32_ms, bf16_ms, pairs = precision.time_steps(clock.step(12), clock.step(13), 0.09)
+    # 25 ms per pair: the warm-up and 3 pairs pass 0.09 s
+    assert (fp32_ms, bf16_ms, pairs) == (pytest.approx(12), pytest.approx(13), 3)
     _, _, pairs = precision.time_steps(clock.step(1), clock.step(1), 10.0)
     assert pairs == precision.MAX_PAIRS
     _, _, pairs = precision.time_steps(clock.step(400), clock.step(450), 0.2)
@@ -110,19 +110,35 @@ def test_the_thread_count_is_part_of_the_name(clock, tmp_path, monkeypatch):
     assert calls == ["make", "make"]
 
 
-def test_figures_from_a_busy_machine_are_retaken_when_it_is_quiet(clock, tmp_path,
-                                                                    monkeypatch):
+def test_figures_from_a_busy_machine_never_pick_bf16_and_are_retaken(clock, tmp_path,
+                                                                       monkeypatch):
     cores = precision.os.cpu_count()
     calls: list[str] = []
     monkeypatch.setattr(precision.os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
-    busy = precision.measure("shape", counting(clock, 10, 50, calls), tmp_path)
-    assert busy.load == cores + 3.0 and "busy" in busy.line()
-    precision.measure("shape", counting(clock, 10, 50, calls), tmp_path)
+    busy = precision.measure("shape", counting(clock, 50, 10, calls), tmp_path)
+    assert busy.speedup == pytest.approx(5.0) and busy.busy and not busy.bf16
+    assert "busy" in busy.line() and busy.line().endswith("-> fp32")
+    precision.measure("shape", counting(clock, 50, 10, calls), tmp_path)
     assert calls == ["make"]  # still busy: the figures stand
-    monkeypatch.setattr(precision.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
-    quiet = precision.measure("shape", counting(clock, 10, 50, calls), tmp_path)
-    assert calls == ["make", "make"] and quiet.load == 0.1
-    assert precision.measure("shape", counting(clock, 10, 50, calls), tmp_path) == quiet
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (float(cores), 0.0, 0.0))
+    quiet = precision.measure("shape", counting(clock, 50, 10, calls), tmp_path)
+    assert calls == ["make", "make"] and not quiet.busy and quiet.bf16
+    assert precision.measure("shape", counting(clock, 50, 10, calls), tmp_path) == quiet
+
+
+def test_short_steps_are_timed_over_several_calls(clock):
+    calls = {"fp32": 0, "bf16": 0}
+
+    def step(name, ms):
+        def run():
+            calls[name] += 1
+            clock.now += ms / 1000
+        return run
+
+    fp32_ms, bf16_ms, pairs = precision.time_steps(step("fp32", 0.6), step("bf16", 3), 1.0)
+    assert (fp32_ms, bf16_ms, pairs) == (pytest.approx(0.6), pytest.approx(3), 1)
+    # one warm-up call each, then samples of at least MIN_SAMPLE_MS (10 ms)
+    assert calls == {"fp32": 1 + 17, "bf16": 1 + 4}
 
 
 def test_an_unwritable_cache_still_gives_a_verdict(clock, tmp_path):
