@@ -21,10 +21,6 @@ def _on_cuda(accelerator: str) -> bool:
     return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
-def _on_cuda(accelerator: str) -> bool:
-    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-
-
 def resolve_precision(precision: str, accelerator: str, shape: TrainShape | None = None) -> str:
     """Resolve ``auto``: bf16 mixed precision on CUDA; on a CPU, whichever measured faster.
 

@@ -60,9 +60,6 @@ class UpdateResult:
     # Share of the fine-tune's sequences (new and replayed) it trained on: below 1 when
     # UpdateConfig.time_budget_s ran out first (also figures["finetune_share"]).
     trained_share: float | None = None
-    # Share of the fine-tune's sequences (new and replayed) it trained on: below 1 when
-    # UpdateConfig.time_budget_s ran out first (also figures["finetune_share"]).
-    trained_share: float | None = None
 
     @property
     def promoted(self) -> bool:

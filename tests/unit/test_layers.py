@@ -35,7 +35,6 @@ LAYERS: dict[str, int] = {
     "recsys": 0, "recsys.config": 0, "recsys.columns": 0, "recsys.sql": 0, "recsys.timeutil": 0,
     "recsys.faults": 0, "recsys.files": 0, "recsys.metrics": 0, "recsys._sql": 0,
     "recsys.precision": 0,
-    "recsys.precision": 0,
 }
 ENVIRON_WRITERS = {"update", "setdefault", "pop", "popitem", "clear", "__setitem__",
                    "__delitem__"}
