@@ -109,7 +109,7 @@ def _flows():
 
 def test_flow_parameters_are_the_typed_configs_with_their_defaults():
     flow_only = {"max_delay_s", "score_after_promotion", "files", "kind", "dataset", "fmt",
-                 "speedup", "tick_seconds", "max_ticks"}
+                 "speedup", "tick_seconds", "max_ticks", "loop"}
     typed = 0
     for flow in _flows():
         for p in inspect.signature(flow.fn).parameters.values():
