@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -69,12 +70,24 @@ def _paths(home: Path | None) -> Paths:
     return Paths(root=home.resolve()) if home else Paths()
 
 
+# Commands whose log is their output (services, and the stack that starts them): this project's
+# INFO lines show. The others print their results and show only the project's warnings.
+LOGGING_COMMANDS = {"serve", "replay", "stack"}
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False):
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Debug logging, with other libraries' warnings, tips and progress "
+                                "bars.")] = False):
+    from recsys import console
+
+    console.configure(verbose, logging.INFO if ctx.invoked_subcommand in LOGGING_COMMANDS
+                      else logging.WARNING)
+    if not verbose:
+        # MLflow draws a bar for every artifact it copies and has no switch for it but this
+        # variable. The entry point owns its process's environment (library code never writes
+        # it); setdefault, so a user's own setting wins.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @app.command()
@@ -85,15 +98,7 @@ def generate(
     home: HomeOpt = None,
 ) -> None:
     """Write a seeded synthetic dataset (events.parquet + items.parquet)."""
-    from recsys.data.synthetic import generate as gen
-    from recsys.data.synthetic import preset as get_preset
-
-    out = out or _paths(home).raw
-    out.mkdir(parents=True, exist_ok=True)
-    data = gen(get_preset(preset.value, seed=seed))
-    data.events.to_parquet(out / "events.parquet", index=False)
-    data.items.to_parquet(out / "items.parquet", index=False)
-    typer.echo(f"wrote {len(data.events):,} events and {len(data.items):,} items to {out}")
+    typer.echo(_generate(preset, seed, out or _paths(home).raw))
 
 
 @app.command()
@@ -225,51 +230,85 @@ def demo(
     fully retrains (registered and promoted to champion); then lands the newest events live
     and runs micro-batch updates on them (fine-tune, gate, promote).
     """
+    import time
+
     import pandas as pd
 
+    from recsys import console
     from recsys.data.features import build_features
     from recsys.data.ingest import ingest_frame, ingest_paths
     from recsys.data.live_split import split_live
     from recsys.data.status import status_report
+    from recsys.data.synthetic import preset as get_preset
+    from recsys.training.estimate import duration, estimate_demo
     from recsys.training.full_retrain import train as run_training
     from recsys.training.update import update as run_update
 
+    t0 = time.perf_counter()
     paths = _paths(home)
-    generate(preset=preset, seed=0, out=paths.raw, home=home)
-    for r in ingest_paths([paths.raw / "items.parquet"], kind="items", data_paths=paths,
-                          config=IngestConfig()):
-        typer.echo(r.summary())
-    history, live = split_live(pd.read_parquet(paths.raw / "events.parquet"), live_fraction)
-    typer.echo(ingest_frame(history, "history", data_paths=paths).summary())
-    report, _ = build_features(paths, FeatureConfig())
-    typer.echo(report.summary())
-    typer.echo(status_report(paths))
-    typer.echo("training the sequential recommender (full retrain) ...")
-    result = run_training(paths, ModelConfig(), training, EvalConfig(), TrackingConfig())
-    _report_training(result)
-    n_live = len(live)
-    if not updates or not n_live:
-        return
-    parts = 2 * updates  # each update trains one part and holds out the newest
-    typer.echo(f"landing {n_live:,} newer events in {parts} parts, "
-               f"with a micro-batch update after every 2 ...")
-    for i in range(parts):
-        chunk = live.iloc[i * n_live // parts:(i + 1) * n_live // parts]
-        ingest_frame(chunk, f"live-{i}", data_paths=paths)
-        if i % 2 == 1:
-            typer.echo(run_update(paths).summary())
+    say = console.say
+    say("timing two training steps to estimate how long the demo takes ...")
+    plan = estimate_demo(get_preset(preset.value, seed=0), ModelConfig(), training,
+                         UpdateConfig(), updates)
+    say(plan.summary())
+    # One bar for the whole demo (the fit's own bar would fight it for the line).
+    training = training.model_copy(update={"progress_bar": False})
+    expected = dict(plan.parts())
+    with console.estimate("demo", plan.total_s) as bar:
+        say(_generate(preset, 0, paths.raw))
+        for r in ingest_paths([paths.raw / "items.parquet"], kind="items", data_paths=paths,
+                              config=IngestConfig()):
+            say(r.summary())
+        history, live = split_live(pd.read_parquet(paths.raw / "events.parquet"), live_fraction)
+        say(ingest_frame(history, "history", data_paths=paths).summary())
+        report, _ = build_features(paths, FeatureConfig())
+        say(report.summary())
+        say(status_report(paths))
+        bar.finished(expected["data and features"], "data and features")
+        say("training the sequential recommender (full retrain) ...")
+        result = run_training(paths, ModelConfig(), training, EvalConfig(), TrackingConfig())
+        _report_training(result, say)
+        done = expected["data and features"] + expected["training"]
+        bar.finished(done + expected["evaluation and registry"], "training")
+        n_live = len(live)
+        if updates and n_live:
+            parts = 2 * updates  # each update trains one part and holds out the newest
+            say(f"landing {n_live:,} newer events in {parts} parts, "
+                f"with a micro-batch update after every 2 ...")
+            for i in range(parts):
+                chunk = live.iloc[i * n_live // parts:(i + 1) * n_live // parts]
+                ingest_frame(chunk, f"live-{i}", data_paths=paths)
+                if i % 2 == 1:
+                    say(run_update(paths).summary())
+                    done = plan.total_s - expected["updates"] * (1 - (i + 1) / parts)
+                    bar.finished(done, f"update {(i + 1) // 2}/{updates}")
     models(home=home)
+    took = time.perf_counter() - t0
+    say(f"demo finished in {duration(took)}; estimated {duration(plan.total_s)} "
+        f"({100 * (took / plan.total_s - 1):+.0f}%)")
 
 
-def _report_training(result) -> None:
-    typer.echo(result.summary())
-    typer.echo(f"best epoch {result.best_epoch} after {result.time_to_best_s:.1f} s; "
-               f"{result.positions_per_s:,.0f} target positions/s; "
-               f"peak RSS {result.memory['peak_rss_mb']:.0f} MB")
-    typer.echo(f"MLflow run {result.run_id}; model {result.model_uri}"
-               + (f"; registered version {result.version}" if result.version else ""))
+def _generate(preset: Preset, seed: int, out: Path) -> str:
+    """Write the synthetic world to ``out``; says what it wrote."""
+    from recsys.data.synthetic import generate as gen
+    from recsys.data.synthetic import preset as get_preset
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = gen(get_preset(preset.value, seed=seed))
+    data.events.to_parquet(out / "events.parquet", index=False)
+    data.items.to_parquet(out / "items.parquet", index=False)
+    return f"wrote {len(data.events):,} events and {len(data.items):,} items to {out}"
+
+
+def _report_training(result, echo=typer.echo) -> None:
+    echo(result.summary())
+    echo(f"best epoch {result.best_epoch} after {result.time_to_best_s:.1f} s; "
+         f"{result.positions_per_s:,.0f} target positions/s; "
+         f"peak RSS {result.memory['peak_rss_mb']:.0f} MB")
+    echo(f"MLflow run {result.run_id}; model {result.model_uri}"
+         + (f"; registered version {result.version}" if result.version else ""))
     if result.decision:
-        typer.echo(f"version {result.version} {result.decision}: {result.decision_reason}")
+        echo(f"version {result.version} {result.decision}: {result.decision_reason}")
 
 
 @app.command()

@@ -98,7 +98,35 @@ def test_update_score_and_backtest_options_build_the_configs(monkeypatch, tmp_pa
     assert model == ModelConfig() and training == TrainConfig(max_epochs=5) and workdir is None
 
 
-def test_demo_then_status_and_a_rejected_file(tmp_path, monkeypatch):
+@pytest.fixture
+def process_output_settings(monkeypatch):
+    """The CLI's callback sets up this process's logging, warnings and MLflow's messages:
+    put them back after the test."""
+    import logging
+
+    from mlflow.utils import logging_utils
+
+    from recsys import console
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(console, "_quiet", console.quiet())
+    monkeypatch.setattr(logging_utils.MLFLOW_LOGGING_STREAM, "_enabled", True)
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+
+
+def assert_quiet(output: str) -> None:
+    """One line per event: no line twice, no other library's warnings, tips or bars."""
+    lines = [line for line in output.splitlines() if line.strip() and set(line) - set("|-")]
+    twice = sorted({line for line in lines if lines.count(line) > 1})
+    assert not twice, f"printed more than once: {twice}\n{output}"
+    for noise in ("Warning", "WARNING", "warn", "Tip", "tip:", "Downloading artifacts", "INFO",
+                  "Successfully registered", "it/s", "deprecated"):
+        assert noise not in output, f"{noise!r} in the output:\n{output}"
+
+
+def test_demo_then_status_and_a_rejected_file(tmp_path, monkeypatch, process_output_settings):
     from recsys.registry.registry import Registry
 
     monkeypatch.setenv("RECSYS_TRACKING_HOME", str(tmp_path / "tracking"))
@@ -106,6 +134,11 @@ def test_demo_then_status_and_a_rejected_file(tmp_path, monkeypatch):
     home = tmp_path / "home"
     result = runner.invoke(app, ["demo", "--preset", "tiny", "--epochs", "8", "--home", str(home)])
     assert result.exit_code == 0, result.output
+    assert_quiet(result.output)
+    first = result.output.splitlines()
+    assert first[0].startswith("timing two training steps")
+    assert first[1].startswith("expected duration: about ")
+    assert re.search(r"^demo finished in .*; estimated .* \([+-]\d+%\)$", result.output, re.M)
     assert "features: watermark" in result.output and "quarantine: 0 rows" in result.output
     assert "registered version 1" in result.output and "| seqrec |" in result.output
     assert "version 1 promoted" in result.output

@@ -1,4 +1,8 @@
-"""Where the MLflow store is (the tracking URI, the experiment) and how keys are written."""
+"""Where the MLflow store is (the tracking URI, the experiment) and how keys are written.
+
+Every MLflow client of the project is made here (:func:`client`), which is also where MLflow's
+own messages are silenced under a quiet entry point (``recsys.console``).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from mlflow.tracking import MlflowClient
+from mlflow.utils import logging_utils
 
+from recsys import console
 from recsys.config import Paths, TrackingConfig
+
+# MLflow 3's UI shows an experiment as a GenAI app (an "Overview" of traces) or as model
+# training (its runs) by this tag, which its own UI sets when the type is picked by hand.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # shown as "Machine learning"
 
 
 def local_uri(paths: Paths) -> str:
@@ -45,6 +56,11 @@ def client(paths: Paths, cfg: TrackingConfig | None = None) -> tuple[MlflowClien
     uri = tracking_uri(paths, cfg)
     if uri.startswith("sqlite:"):
         paths.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+    if console.quiet():
+        # MLflow logs through its own handler and prints ("Successfully registered model ...")
+        # through its own stream; both go to that stream, which this turns off. Errors still
+        # raise; `-v` leaves it on.
+        logging_utils.disable_logging()
     return MlflowClient(uri), uri
 
 
@@ -71,15 +87,23 @@ def session(paths: Paths, cfg: TrackingConfig) -> Iterator[tuple[str, str]]:
 
 def _experiment_id(mlflow_client: MlflowClient, paths: Paths, cfg: TrackingConfig,
                    uri: str) -> str:
-    """The id of ``cfg.experiment``, created if missing (artifacts in ``mlruns/`` if local)."""
+    """The id of ``cfg.experiment``, created if missing (artifacts in ``mlruns/`` if local).
+
+    The experiment is marked as model training (:data:`EXPERIMENT_KIND_TAG`) when created, and
+    an existing one without a kind is marked on first use; a kind someone chose is kept.
+    """
     experiment = mlflow_client.get_experiment_by_name(cfg.experiment)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG,
+                                             EXPERIMENT_KIND)
         return experiment.experiment_id
     location = None
     if uri.startswith("sqlite:"):
         paths.mlruns.mkdir(parents=True, exist_ok=True)
         location = paths.mlruns.resolve().as_uri()
-    return mlflow_client.create_experiment(cfg.experiment, artifact_location=location)
+    return mlflow_client.create_experiment(cfg.experiment, artifact_location=location,
+                                           tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
 def git_commit() -> str:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from recsys import sql
+from recsys import console, sql
 from recsys.config import Paths, ScoreConfig, TrackingConfig
 from recsys.data.features import read_store
 from recsys.data.sequences import pad_left
@@ -108,7 +108,8 @@ def _write_lists(out, scorer: Scorer, catalogue: ItemIndex, users: pa.Table, cfg
     scored_at = utc_now()
     rows = 0
     chunks = range(0, users.num_rows, cfg.chunk_size)
-    for start in tqdm(chunks, desc="batch scoring", unit="chunk", disable=not cfg.progress_bar):
+    for start in tqdm(chunks, desc="batch scoring", unit="chunk", bar_format=console.STEP_FORMAT,
+                      disable=None if cfg.progress_bar else True):
         chunk = users.slice(start, cfg.chunk_size)
         top, scores = _score_chunk(scorer, catalogue, chunk, cfg, k)
         table = _lists_table(chunk, scorer.item_ids[top.numpy().ravel() - 1], scores, k,

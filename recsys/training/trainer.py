@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
+from recsys import console
 from recsys.config import ModelConfig, TrainConfig
 from recsys.precision import Probe
 from recsys.training.precision import TrainShape, probe_training
@@ -102,6 +105,52 @@ class TrainingHistory(pl.Callback):
         return max(scored, key=lambda h: h["val_ndcg@10"]) if scored else {}
 
 
+class FitProgress(pl.Callback):
+    """One bar for the whole fit, every epoch's steps, in the console's style.
+
+    tqdm, drawn only on a terminal. Its time left averages over the run so far
+    (``smoothing=0``), so it counts the validation passes too; early stopping can only make the
+    fit shorter.
+    """
+
+    def __init__(self):
+        self._bar = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        from tqdm import tqdm
+
+        per_epoch, total = trainer.num_training_batches, None
+        if math.isfinite(per_epoch) and trainer.max_epochs and trainer.max_epochs > 0:
+            total = int(per_epoch) * trainer.max_epochs
+        if trainer.max_steps and trainer.max_steps > 0:
+            total = min(total or trainer.max_steps, trainer.max_steps)
+        self._bar = tqdm(total=total, desc="training", unit="step", smoothing=0, disable=None,
+                         leave=False, bar_format=console.STEP_FORMAT, file=sys.stderr)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._bar is not None and MONITOR in trainer.callback_metrics:
+            self._bar.set_postfix_str(
+                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, val NDCG@10 "
+                f"{float(trainer.callback_metrics[MONITOR]):.4f}")
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._close()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._close()
+
+
 def peak_memory_mb() -> dict[str, float]:
     """Peak resident memory of this process (and of CUDA when used), in MiB."""
     try:  # VmHWM, unlike ru_maxrss, is not inherited from a parent process across exec
@@ -131,12 +180,13 @@ def build_trainer(cfg: TrainConfig, checkpoint_dir: Path, logger=None,
                                  save_top_k=1, save_weights_only=not averaging, filename="best")
     callbacks = [history, checkpoint,
                  EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience),
-                 *averaging, *(extra_callbacks or [])]
+                 *averaging, *([FitProgress()] if cfg.progress_bar else []),
+                 *(extra_callbacks or [])]
     trainer = pl.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
         precision=resolve_precision(cfg.precision, cfg.accelerator, shape),
         max_epochs=cfg.max_epochs, logger=logger if logger is not None else False,
-        callbacks=callbacks, enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
+        callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False,
         # Our batch sampler shards batches per rank itself (equal counts on every rank).
         use_distributed_sampler=False, num_sanity_val_steps=0, log_every_n_steps=10,
         default_root_dir=str(checkpoint_dir),

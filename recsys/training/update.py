@@ -80,24 +80,29 @@ class UpdateResult:
         return "; ".join(parts)
 
     def markdown(self) -> str:
-        """The decision and its figures, champion against challenger, for run summaries."""
-        lines = [f"**{self.status}**: {self.reason}", ""]
+        """The decision and its figures, champion against challenger, for run summaries.
+
+        Blocks (the decision, the candidate, the table, timings, model age) are separated by a
+        blank line: a line right after a table would be read as one more row of it.
+        """
+        blocks = [f"**{self.status}**: {self.reason}"]
         if self.version:
-            lines.append(f"candidate version {self.version}, parent (champion) {self.champion}")
+            blocks.append(f"candidate version {self.version}, parent (champion) {self.champion}")
         sets = sorted({k.split(".")[0] for k in self.figures if k.count(".") >= 2})
         if sets:
-            lines += ["", "| set | champion NDCG@10 | challenger NDCG@10 | champion HR@10 | "
-                      "challenger HR@10 | cases |", "|---|---|---|---|---|---|"]
-        for name in sets:
-            cells = [self._figure(name, role, metric) for metric in ("ndcg@10", "hr@10")
-                     for role in ("champion", "challenger")]
-            n = self.figures.get(f"{name}.champion.n", 0)
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {n:.0f} |")
+            rows = ["| set | champion NDCG@10 | challenger NDCG@10 | champion HR@10 | "
+                    "challenger HR@10 | cases |", "|---|---|---|---|---|---|"]
+            for name in sets:
+                cells = [self._figure(name, role, metric) for metric in ("ndcg@10", "hr@10")
+                         for role in ("champion", "challenger")]
+                n = self.figures.get(f"{name}.champion.n", 0)
+                rows.append(f"| {name} | " + " | ".join(cells) + f" | {n:.0f} |")
+            blocks.append("\n".join(rows))
         if self.timings:
-            lines += ["", "time: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())]
+            blocks.append("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
         if self.model_age_s is not None:
-            lines.append(f"champion model age: {self.model_age_s:,.0f} s")
-        return "\n".join(lines)
+            blocks.append(f"champion model age: {self.model_age_s:,.0f} s")
+        return "\n\n".join(blocks) + "\n"
 
     def _figure(self, name: str, role: str, metric: str) -> str:
         v = self.figures.get(f"{name}.{role}.{metric}")
