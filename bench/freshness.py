@@ -7,7 +7,7 @@ per-window table, the means over all and over the later half of the windows, the
 against the static model (the baseline, same process) and the mean freshness lag.
 
     .venv/bin/python bench/freshness.py                    # ml-100k, 10 windows
-    .venv/bin/python bench/freshness.py --update-epochs 3 --update-steps 100   # docs/benchmarks.md figures
+    .venv/bin/python bench/freshness.py --update-epochs 3 --update-steps 100  # docs/benchmarks.md
     .venv/bin/python bench/freshness.py --gate-z 0     # the gate on point estimates only
 """
 

@@ -57,9 +57,9 @@ DATASETS = {"ml-100k": (DATA / "ml-100k" / "u.data", "ml100k"),
             "beauty": (DATA / "amazon-beauty" / "Beauty.txt", "sasrec")}
 RECTOOLS_VENV = ROOT / "bench" / ".venv-rectools"
 # Named settings for published comparisons. beauty-sasrec: the settings that reach the authors'
-# SASRec+ figure on Beauty (docs/benchmarks.md, "Beauty against the published figure"): their code's init,
-# lr, heads and fp32, the SASRec paper's dropout for sparse data, plain random batches, seen
-# items excluded as in their protocol.
+# SASRec+ figure on Beauty (docs/benchmarks.md, "Beauty against the published figure"): their
+# code's init, lr, heads and fp32, the SASRec paper's dropout for sparse data, plain random
+# batches, seen items excluded as in their protocol.
 PRESETS = {
     "beauty-sasrec": dict(dataset="beauty", exclude_seen=True, init_std=0.02, lr=1e-3, heads=1,
                           dropout=0.5, precision="32", bucket_window=1, max_epochs=40,
