@@ -28,6 +28,7 @@ from recsys.config import (
     Paths,
     RetentionConfig,
     ScoreConfig,
+    ServeConfig,
     StackConfig,
     SyntheticPreset,
     TrackingConfig,
@@ -143,9 +144,10 @@ def load_dataset(
 def replay(
     path: Annotated[Path, typer.Argument(help="Dataset file or folder to stream.")],
     fmt: Annotated[Format, typer.Option("--format", help="Dataset format.")] = Format.contract,
-    speedup: Annotated[float, typer.Option(help="Event-time seconds per wall second "
-                                           "(1440 = a day per minute).")] = 1440.0,
-    tick: Annotated[float, typer.Option(help="Wall seconds between ingests.")] = 5.0,
+    speedup: Annotated[float | None, typer.Option(
+        help="Event-time seconds per wall second (default: ReplayConfig's).")] = None,
+    tick: Annotated[float | None, typer.Option(
+        help="Wall seconds between ingests (default: ReplayConfig's).")] = None,
     max_ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks.")] = None,
     no_sleep: Annotated[bool, typer.Option("--no-sleep",
                                            help="Do not wait between ticks.")] = False,
@@ -157,8 +159,9 @@ def replay(
     from recsys.data.replay import replay as run_replay
 
     loaded = load(path, fmt.value)
-    cfg = ReplayConfig(speedup=speedup, tick_seconds=tick, max_ticks=max_ticks,
-                       realtime=not no_sleep)
+    given = {"speedup": speedup, "tick_seconds": tick}
+    cfg = ReplayConfig(max_ticks=max_ticks, realtime=not no_sleep,
+                       **{k: v for k, v in given.items() if v is not None})
     reports = run_replay(loaded.events, cfg, paths=_paths(home), source=str(path))
     typer.echo(f"replayed {sum(r.accepted for r in reports):,} events in {len(reports)} ticks")
 
@@ -343,16 +346,12 @@ def score(scoring: ScoreConfig, home: HomeOpt = None) -> None:
 
 
 @app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind (keep 127.0.0.1 behind a proxy).")]
-    = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    home: HomeOpt = None,
-) -> None:
+@config_options(serving=(ServeConfig, ["host", "port"]))
+def serve(serving: ServeConfig, home: HomeOpt = None) -> None:
     """Real-time recommendations over HTTP (FastAPI): follows the champion, reads new events."""
     from recsys.scoring.service import serve as run_service
 
-    run_service(_paths(home), host=host, port=port)
+    run_service(_paths(home), host=serving.host, port=serving.port)
 
 
 @app.command("forget-user")

@@ -437,6 +437,13 @@ class ScoreConfig(_Config):
     progress_bar: bool = Field(True, description="Show a progress bar.")
 
 
+class ServeConfig(_Config):
+    """The real-time service (``recsys serve``)."""
+
+    host: str = Field("127.0.0.1", description="Interface to bind (keep 127.0.0.1 behind a proxy).")
+    port: int = Field(8000, ge=1, le=65535, description="Port.")
+
+
 class StackConfig(_Config):
     """The local stack (``recsys stack up``): ports, and the synthetic world it starts with."""
 

@@ -13,12 +13,16 @@ import datetime as dt
 REGISTRY_LIMIT = "recsys-registry"
 
 
-def started_late(scheduled: dt.datetime | None, now: dt.datetime | None = None,
-                 max_delay_s: float = 120.0) -> bool:
+def started_late(scheduled: dt.datetime | None, now: dt.datetime | None = None, *,
+                 max_delay_s: float) -> bool:
     """A scheduled run that starts this late is a leftover (a worker that was away): skip it.
 
+    The allowed delay is the micro-batch flow's parameter (its one home).
+
     >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    >>> started_late(t, t + dt.timedelta(seconds=30)), started_late(t, t + dt.timedelta(hours=1))
+    >>> late = dt.timedelta(hours=1)
+    >>> started_late(t, t + dt.timedelta(seconds=30), max_delay_s=120), started_late(
+    ...     t, t + late, max_delay_s=120)
     (False, True)
     """
     if scheduled is None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from recsys.config import Paths, TrackingConfig
+from recsys.config import Paths, ServeConfig, TrackingConfig
 from recsys.data import forget_log
 from recsys.registry.registry import Registry
 from recsys.scoring.batching import RequestBatcher
@@ -232,7 +232,7 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
     return app
 
 
-def serve(paths: Paths | None = None, host: str = "127.0.0.1", port: int = 8000,
+def serve(paths: Paths | None = None, host: str | None = None, port: int | None = None,
           threads: int = 1) -> None:
     """Run the service with uvicorn.
 
@@ -242,5 +242,7 @@ def serve(paths: Paths | None = None, host: str = "127.0.0.1", port: int = 8000,
     import torch
     import uvicorn
 
+    defaults = ServeConfig()
     torch.set_num_threads(threads)
-    uvicorn.run(create_app(paths), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(paths), host=host or defaults.host, port=port or defaults.port,
+                log_level="info")

@@ -76,9 +76,7 @@ def test_cli_py_restates_no_config_default():
     fields = {name for c in CONFIGS for name in c.model_fields}
     fields |= {"epochs", "blocks", "heads", "negatives", "text", "register", "progress", "tick"}
     own = {"seed": "generate's synthetic-data seed, not TrainConfig.seed",
-           "port": "serve's port", "host": "serve's interface",
-           "speedup": "replay's speed (ReplayConfig in recsys/data/replay.py)",
-           "tick": "replay's tick (ReplayConfig)", "max_ticks": "replay's stop (ReplayConfig)",
+           "max_ticks": "replay's stop (ReplayConfig)",
            "no_sleep": "replay's realtime flag",
            "live_fraction": "demo's share of live events", "updates": "demo's update count",
            "bootstrap": "stack up's switch", "reason": "an operator's note"}

@@ -49,7 +49,8 @@ def test_only_io_trouble_is_retried(exc, retry):
 
 def test_a_run_started_long_after_its_schedule_is_skipped():
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    assert not started_late(t, t + dt.timedelta(seconds=119))
-    assert started_late(t, t + dt.timedelta(seconds=121))
-    assert not started_late(None)
-    assert started_late(t.replace(tzinfo=None), t + dt.timedelta(hours=2))  # naive means UTC
+    assert not started_late(t, t + dt.timedelta(seconds=119), max_delay_s=120)
+    assert started_late(t, t + dt.timedelta(seconds=121), max_delay_s=120)
+    assert not started_late(None, max_delay_s=120)
+    # naive means UTC
+    assert started_late(t.replace(tzinfo=None), t + dt.timedelta(hours=2), max_delay_s=120)
