@@ -7,7 +7,9 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from recsys import console
 from recsys import metrics as M
 from recsys.config import EvalConfig
 from recsys.data.containers import Catalogue, EvalSet, trim
@@ -58,7 +60,10 @@ def rank_cases(model: Recommender, data: EvalSet, k: int, batch_size: int = 512,
     n_known = getattr(model, "n_items", None)
     score = _batch_scorer(model)
     ranks, tops = [], []
-    for start in range(0, len(data), batch_size):
+    # A bar on a terminal only (disable=None): evaluation after a fit takes tens of seconds.
+    starts = tqdm(range(0, len(data), batch_size), desc="evaluating", unit="chunk",
+                  bar_format=console.STEP_FORMAT, disable=None, leave=False)
+    for start in starts:
         batch = data.subset(slice(start, start + batch_size))
         items, types = trim(batch.items.to(device), batch.types.to(device))
         if n_known is not None:
