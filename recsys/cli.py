@@ -351,7 +351,7 @@ def serve(serving: ServeConfig, home: HomeOpt = None) -> None:
     """Real-time recommendations over HTTP (FastAPI): follows the champion, reads new events."""
     from recsys.scoring.service import serve as run_service
 
-    run_service(_paths(home), host=serving.host, port=serving.port)
+    run_service(_paths(home), serving)
 
 
 @app.command("forget-user")

@@ -232,7 +232,7 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
     return app
 
 
-def serve(paths: Paths | None = None, host: str | None = None, port: int | None = None,
+def serve(paths: Paths | None = None, serving: ServeConfig | None = None,
           threads: int = 1) -> None:
     """Run the service with uvicorn.
 
@@ -242,7 +242,6 @@ def serve(paths: Paths | None = None, host: str | None = None, port: int | None 
     import torch
     import uvicorn
 
-    defaults = ServeConfig()
+    serving = serving or ServeConfig()
     torch.set_num_threads(threads)
-    uvicorn.run(create_app(paths), host=host or defaults.host, port=port or defaults.port,
-                log_level="info")
+    uvicorn.run(create_app(paths), host=serving.host, port=serving.port, log_level="info")
