@@ -15,6 +15,9 @@ EVENT_TYPE = "event_type"
 TS = "ts"
 VALUE = "value"
 EVENT_ID = "event_id"
+# Optional on an event: the recommendation response it came from (ties a click to what was
+# shown, exactly; without it attribution falls back to a time window).
+REQUEST_ID = "request_id"
 
 # Added by ingestion.
 INGEST_SEQ = "ingest_seq"
@@ -75,5 +78,25 @@ QUARANTINE_SCHEMA = pa.schema(
         ("raw", pa.string()),  # the row as JSON, verbatim strings
         (INGEST_SEQ, pa.int64()),
         (INGESTED_AT, pa.timestamp("us")),
+    ]
+)
+
+# What the real-time service showed (the impressions zone): one row per item of an answer.
+POSITION = "position"
+SCORE = "score"
+MODEL_VERSION = "model_version"
+VARIANT = "variant"
+SURFACE = "surface"
+IMPRESSION_SCHEMA = pa.schema(
+    [
+        (REQUEST_ID, pa.string()),
+        (USER_ID, pa.string()),  # null for an anonymous session
+        (ITEM_ID, pa.string()),
+        (POSITION, pa.int32()),  # 1-based
+        (SCORE, pa.float64()),  # null for a popular-items fallback
+        (MODEL_VERSION, pa.string()),
+        (VARIANT, pa.string()),  # experiment arm or interleaving team; null outside experiments
+        (SURFACE, pa.string()),  # "user" (GET by user id) or "session" (POST item ids)
+        (TS, pa.timestamp("us")),  # UTC, naive, when the answer was sent
     ]
 )

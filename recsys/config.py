@@ -91,6 +91,16 @@ class Paths(_Config):
         return self.root / "quarantine"
 
     @property
+    def intake(self) -> Path:
+        """The HTTP intake journal: fsynced segments not yet sealed into landing parts."""
+        return self.root / "landing" / "intake"
+
+    @property
+    def impressions(self) -> Path:
+        """What was shown: immutable Parquet parts written by the real-time service."""
+        return self.root / "impressions"
+
+    @property
     def features_db(self) -> Path:
         return self.root / "features.duckdb"
 
@@ -442,6 +452,44 @@ class ServeConfig(_Config):
 
     host: str = Field("127.0.0.1", description="Interface to bind (keep 127.0.0.1 behind a proxy).")
     port: int = Field(8000, ge=1, le=65535, description="Port.")
+
+
+class IntakeConfig(_Config):
+    """Events over HTTP (``POST /events``): durability, batching and request limits."""
+
+    group_window_ms: float = Field(
+        2.0, ge=0, le=1000,
+        description="After the first waiting request, how long the intake writer gathers more "
+                    "to share one journal write and one fsync (group commit).")
+    seal_interval_s: float = Field(
+        1.0, gt=0, le=60,
+        description="Seconds between sealing the fsynced intake journal into an immutable "
+                    "landing part (the pipeline sees posted events within this time).")
+    max_request_events: int = Field(10_000, ge=1, description="Most events in one request.")
+    max_request_bytes: int = Field(5_000_000, ge=1, description="Largest request body.")
+
+
+class ImpressionConfig(_Config):
+    """What the service logs about each answer it gives (the impressions zone)."""
+
+    enabled: bool = Field(True, description="Log every served list as impressions.")
+    flush_interval_s: float = Field(
+        1.0, gt=0, le=60,
+        description="Seconds between writes of buffered impressions to a Parquet part; a "
+                    "crash loses at most this window of impressions.")
+    max_buffer_rows: int = Field(200_000, ge=1,
+                                 description="Buffered impressions that force an early write.")
+
+
+class AttributionConfig(_Config):
+    """How reactions are tied to what was shown, and what the online report covers."""
+
+    window_minutes: float = Field(
+        30.0, gt=0,
+        description="A click, cart or purchase without a request_id is credited to the latest "
+                    "impression of that item to that user within this many minutes before it.")
+    k: int = Field(10, ge=1, description="Cut-off of CTR@k: impressions at positions 1..k.")
+    hours: float = Field(24.0, gt=0, description="Hours of impressions the report covers.")
 
 
 class StackConfig(_Config):

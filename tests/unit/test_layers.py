@@ -20,7 +20,8 @@ LAYERS: dict[str, int] = {
     "flows": 7, "recsys.cli": 7, "recsys.cli_options": 7,
     # 6 use cases composing the rooms below
     "recsys.stack": 6, "recsys.forget": 6, "recsys.orchestration": 6, "recsys.backtest_run": 6,
-    "recsys.stack_survey": 6, "recsys.traffic": 6,
+    "recsys.stack_survey": 6, "recsys.traffic": 6, "recsys.simulate": 6,
+    "recsys.online_report_run": 6,
     # 5 fit and gate; serve and batch-score
     "recsys.training": 5, "recsys.scoring": 5,
     # 4 the only door to MLflow
@@ -34,7 +35,7 @@ LAYERS: dict[str, int] = {
     # 0 the ground floor
     "recsys": 0, "recsys.config": 0, "recsys.columns": 0, "recsys.sql": 0, "recsys.timeutil": 0,
     "recsys.faults": 0, "recsys.files": 0, "recsys.metrics": 0, "recsys._sql": 0,
-    "recsys.precision": 0, "recsys.console": 0,
+    "recsys.precision": 0, "recsys.console": 0, "recsys.threads": 0,
 }
 # Entry points own their process: the CLI may set a third-party switch that only an environment
 # variable controls (MLflow's artifact bars). Library code below it never writes os.environ.
