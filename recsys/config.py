@@ -492,6 +492,50 @@ class AttributionConfig(_Config):
     hours: float = Field(24.0, gt=0, description="Hours of impressions the report covers.")
 
 
+class ExperimentMode(StrEnum):
+    ab = "ab"
+    interleave = "interleave"
+
+
+class ExperimentMetric(StrEnum):
+    ctr = "ctr"
+    purchase_rate = "purchase_rate"
+
+
+class ExperimentConfig(_Config):
+    """An online experiment: champion against challenger on live (or simulated) traffic."""
+
+    control: str = Field("champion", description="Alias or version number of the control arm.")
+    treatment: str = Field("challenger",
+                           description="Alias or version number of the treatment arm.")
+    mode: ExperimentMode = Field(
+        ExperimentMode.interleave,
+        description="ab: each user sees one arm's list; interleave: one team-draft list mixing "
+                    "both, credit by whose items are clicked (far fewer users needed).")
+    traffic_share: float = Field(1.0, gt=0, le=1,
+                                 description="Share of users in the experiment.")
+    metric: ExperimentMetric = Field(
+        ExperimentMetric.ctr,
+        description="Primary metric of an A/B test: CTR@k or purchases per impression "
+                    "(interleaving credits clicks).")
+    guardrail: ExperimentMetric | None = Field(
+        ExperimentMetric.purchase_rate,
+        description="A/B guardrail: a significant drop stops the experiment early (none: off).")
+    alpha: float = Field(0.05, gt=0, lt=0.5,
+                         description="Significance level of the always-valid test.")
+    effect_scale: float = Field(
+        0.1, gt=0,
+        description="Mixing scale of the mixture SPRT, as a relative lift of the control's "
+                    "metric (interleaving: as a preference margin): the size of effect the "
+                    "test is most sensitive to.")
+    min_minutes: float = Field(5.0, ge=0, description="No decision before this many minutes.")
+    max_minutes: float = Field(
+        120.0, gt=0, description="An experiment still undecided then ends inconclusive.")
+    min_users: int = Field(30, ge=1,
+                           description="Users per arm (or in the interleaved list) before any "
+                                       "decision: a clustered variance needs a few.")
+
+
 class StackConfig(_Config):
     """The local stack (``recsys stack up``): ports, and the synthetic world it starts with."""
 
