@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from recsys.scoring.interleave import CONTROL, TREATMENT, credit, team_draft
+from recsys.evaluation.interleave import CONTROL, TREATMENT, credit, team_draft
 
 
 def _subsequence(sub: list[str], full: list[str]) -> bool:
