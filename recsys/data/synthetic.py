@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys.data.world import Tastes, World
+from recsys.data.world import ids as _ids
 
 VOCAB: dict[str, list[str]] = {
     "running": ["trail", "marathon", "sprint", "cushioned", "shoe", "tempo", "stride", "track"],
@@ -93,6 +95,7 @@ def preset(name: str, **overrides) -> SyntheticConfig:
 class SyntheticData:
     events: pd.DataFrame  # the event contract
     items: pd.DataFrame  # the catalogue contract
+    world: World  # the latent state the events were drawn from, at the end of the period
 
 
 def generate(cfg: SyntheticConfig = SyntheticConfig()) -> SyntheticData:
@@ -184,6 +187,15 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> SyntheticData:
         out_u.append(act)
         out_i.append(item)
         out_t.append(ta)
+    # The latent state as the period ends (no random draws: the events stay what they were).
+    popularity = base_pop * (1 + 4 * np.exp(-np.clip(seconds - created, 0, None) / (7 * 86400.0))) \
+        * (1 + 0.6 * np.sin(2 * np.pi * seconds / period + phase))
+    weights = np.diff(interest_w, axis=1, prepend=0.0)
+    world = World(categories=cats, item_cat=item_cat, item_pos=item_pos, cat_start=cat_start,
+                  cat_sizes=cat_sizes, base_pop=base_pop, created=created, popularity=popularity,
+                  interests=interests, interest_weights=weights, last_item=last, start=cfg.start,
+                  seconds=seconds, p_sequential=cfg.p_sequential, p_explore=cfg.p_explore,
+                  drift_per_event=cfg.drift_per_event, tastes=Tastes())
 
     users = np.concatenate(out_u)
     items = np.concatenate(out_i)
@@ -211,12 +223,7 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> SyntheticData:
         C.DESCRIPTION: _descriptions(rng, item_cat, cats),
         C.CREATED_AT: t0 + pd.to_timedelta(np.round(created), unit="s"),
     })
-    return SyntheticData(events=events, items=catalogue)
-
-
-def _ids(prefix: str, idx: np.ndarray) -> np.ndarray:
-    width = 6
-    return np.char.add(prefix, np.char.zfill(idx.astype(str), width)).astype(object)
+    return SyntheticData(events=events, items=catalogue, world=world)
 
 
 def _titles(rng, item_cat, cats) -> list[str]:
