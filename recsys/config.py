@@ -536,18 +536,67 @@ class ExperimentConfig(_Config):
                                        "decision: a clustered variance needs a few.")
 
 
+class SimulateConfig(_Config):
+    """Simulated users (``recsys simulate``): the synthetic world's people, through the service.
+
+    They ask the real-time service for lists and react as the world's ground truth says
+    (``recsys.data.world``), never by the model's scores.
+    """
+
+    url: str | None = Field(
+        None, description="Base URL of the real-time service (default: http://<host>:<port> "
+                          "of ServeConfig).")
+    rate: float = Field(5.0, gt=0, le=10_000,
+                        description="Recommendation requests per second, on average (Poisson "
+                                    "arrivals, one user each).")
+    duration_s: float = Field(600.0, ge=0,
+                              description="Seconds before it stops by itself (0: until stopped).")
+    k: int = Field(10, ge=1, le=1000, description="Items asked for per request.")
+    eta: float = Field(
+        1.0, ge=0, description="Position bias: the item at position p of a list is looked at "
+                               "with probability (1/p)^eta (0: every item is looked at).")
+    organic_share: float = Field(
+        0.3, ge=0, le=1,
+        description="Chance per request that the user also views, on their own, the item the "
+                    "world's own process picks next (histories move without clicks too).")
+    seed: int = Field(0, description="Random seed of arrivals, users and their reactions.")
+    batch_events: int = Field(500, ge=1, le=10_000, description="Most events per POST /events.")
+    flush_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between posts of the events gathered meanwhile.")
+    report_every_s: float = Field(10.0, gt=0, description="Seconds between progress reports.")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one call.")
+    max_backoff_s: float = Field(
+        10.0, gt=0, description="Longest wait between retries while the service does not "
+                                "answer (it doubles from 0.25 s).")
+
+
+class TrafficSource(StrEnum):
+    """Where the local stack's live traffic comes from (``recsys.traffic``)."""
+
+    simulate = "simulate"
+    replay_loop = "replay-loop"
+
+
 class StackConfig(_Config):
     """The local stack (``recsys stack up``): ports, and the synthetic world it starts with."""
 
     host: str = Field("127.0.0.1", description="Interface every service binds.")
     prefect_port: int = Field(4200, description="Prefect server port (UI and API).")
     mlflow_port: int = Field(5000, description="MLflow tracking server port.")
+    serve_port: int = Field(8000, ge=1, le=65535,
+                            description="Port of the real-time service the stack starts.")
     preset: SyntheticPreset = Field(SyntheticPreset.small,
                                     description="Synthetic world to start with.")
+    traffic: TrafficSource = Field(
+        TrafficSource.simulate,
+        description="Live traffic: simulate (the world's users ask the real-time service and "
+                    "post their reactions; needs raw/world.npz) or replay-loop (the world's "
+                    "events lap after lap). Without a world file the stack replays.")
     live_fraction: float = Field(
         0.2, ge=0.0, le=1.0,
-        description="Newest share of events held back from the first full retrain and "
-                    "replayed live.")
+        description="With replay-loop traffic: newest share of events held back from the first "
+                    "full retrain and replayed live (simulated traffic is new: all history "
+                    "lands).")
     speedup: float = Field(
         2880.0, gt=0, description="Replay speed: event seconds per wall second (2880 = 2 days "
                                   "of events per minute).")
