@@ -51,6 +51,9 @@ LANDING_EVENT_SCHEMA = pa.schema(
         (INGEST_SEQ, pa.int64()),
         (INGESTED_AT, pa.timestamp("us")),
         (SOURCE, pa.string()),
+        # Optional, added after the first parts were written: old parts lack the column, so
+        # every reader of landing parts reads them by name (DuckDB union_by_name).
+        (REQUEST_ID, pa.string()),
     ]
 )
 

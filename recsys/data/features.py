@@ -150,7 +150,9 @@ def refresh_events(con: duckdb.DuckDBPyConnection, paths: Paths,
     clock = LapClock()
     with _transaction(con):
         if parts:
-            con.read_parquet([str(p) for p in parts]).create_view("landed", replace=True)
+            # By name: parts written before request_id existed lack the column.
+            con.read_parquet([str(p) for p in parts], union_by_name=True).create_view(
+                "landed", replace=True)
         else:
             con.register("landed", C.LANDING_EVENT_SCHEMA.empty_table())
         new_item_parts = [p for p in item_parts if low < (part_seq(p) or 0) <= high]

@@ -45,7 +45,8 @@ from recsys.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
-EVENT_RAW_COLUMNS = (C.EVENT_ID, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TS, C.VALUE)
+EVENT_RAW_COLUMNS = (C.EVENT_ID, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TS, C.VALUE,
+                     C.REQUEST_ID)
 ITEM_RAW_COLUMNS = (C.ITEM_ID, C.TITLE, C.CATEGORY, C.DESCRIPTION, C.CREATED_AT)
 
 
@@ -125,13 +126,7 @@ class Ingestor:
     def ingest_event_chunk(self, chunk: RawChunk, source: str, report: IngestReport) -> None:
         now = utc_now()
         seq = self.writer.allocate()
-        self.con.register("raw_events", _numbered(chunk))
-        checked = sql.query(
-            self.con, "validate_events", now=now,
-            max_future_seconds=self.config.max_future_seconds, min_ts=self.config.min_ts,
-            max_id_len=self.config.max_id_len, event_types=list(C.EVENT_TYPES),
-        ).to_arrow_table()
-        self.con.unregister("raw_events")
+        checked = validate_events(self.con, _numbered(chunk), self.config, now)
         crash_point("ingest.after_validate")
         status = checked.column("status")
         accepted = checked.filter(pc.equal(status, "accepted"))
@@ -164,7 +159,9 @@ class Ingestor:
         if not parts or accepted.num_rows == 0:
             return pa.chunked_array([pa.array(["new"] * accepted.num_rows, pa.string())])
         self.con.register("batch", accepted.select(["_row", "event_id", "content_hash"]))
-        self.con.read_parquet([str(p) for p in parts]).create_view("landed", replace=True)
+        # By name: parts written before request_id existed lack the column (union_by_name).
+        self.con.read_parquet([str(p) for p in parts], union_by_name=True).create_view(
+            "landed", replace=True)
         out = sql.query(self.con, "events_already_landed").to_arrow_table().column("landing_status")
         self.con.unregister("batch")
         return out
@@ -182,6 +179,7 @@ class Ingestor:
             C.INGEST_SEQ: pa.array([seq] * n, pa.int64()),
             C.INGESTED_AT: pa.array([now] * n, pa.timestamp("us")),
             C.SOURCE: pa.array([source] * n, pa.string()),
+            C.REQUEST_ID: accepted.column("request_id"),
         }
         return pa.table(cols, schema=C.LANDING_EVENT_SCHEMA)
 
@@ -279,8 +277,31 @@ class Ingestor:
         return out.cast(C.QUARANTINE_SCHEMA)
 
 
+def validate_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, config: IngestConfig,
+                    now: dt.datetime) -> pa.Table:
+    """``sql/validate_events.sql`` over ``raw`` (text columns, NONSCALAR and ``_row``).
+
+    One row out per row in, with its status and, for a quarantined row, reason and detail.
+    File ingestion and the HTTP intake both call this, so both reject for the same reasons.
+    """
+    con.register("raw_events", raw)
+    try:
+        return sql.query(
+            con, "validate_events", now=now, max_future_seconds=config.max_future_seconds,
+            min_ts=config.min_ts, max_id_len=config.max_id_len, event_types=list(C.EVENT_TYPES),
+        ).to_arrow_table()
+    finally:
+        con.unregister("raw_events")
+
+
 def _numbered(chunk: RawChunk) -> pa.Table:
-    """The chunk with each row's position in its file, carried through to quarantine."""
+    """The chunk with each row's position in its file, carried through to quarantine.
+
+    A chunk that numbers its rows itself (``_row``: the intake journal, whose malformed lines
+    sit between the parsed ones) keeps its numbers.
+    """
+    if "_row" in chunk.table.column_names:
+        return chunk.table
     first = chunk.first_row
     rows = pa.array(range(first, first + chunk.table.num_rows), pa.int64())
     return chunk.table.append_column("_row", rows)

@@ -322,9 +322,7 @@ def _read_jsonl(path: Path, columns, required, chunk_rows) -> Iterator[RawChunk]
             detail = f"{where}: expected a JSON object, got {type(obj).__name__}"
             malformed.append(Malformed(row_no, text[:4096], detail))
             continue
-        norm = {str(k).strip().lower(): v for k, v in obj.items()}
-        rows.append({c: _text(norm.get(c)) for c in columns}
-                    | {NONSCALAR: nonscalar_detail(norm, columns)})
+        rows.append(json_row(obj, columns))
         parsed += 1
         if len(rows) >= chunk_rows:
             yield _jsonl_chunk(rows, first, malformed, columns)
@@ -333,6 +331,19 @@ def _read_jsonl(path: Path, columns, required, chunk_rows) -> Iterator[RawChunk]
         raise IngestError(f"{path}: not JSON-lines: {malformed[0].detail}")
     if rows or malformed:
         yield _jsonl_chunk(rows, first, malformed, columns)
+
+
+def json_row(obj: Mapping[str, object], columns: Sequence[str]) -> dict[str, str | None]:
+    """One JSON object as the text row a CSV would have held: ``columns`` then NONSCALAR.
+
+    Keys match case-insensitively after trimming; unknown keys are ignored.
+
+    >>> json_row({" User_ID ": 7, "item_id": {"x": 1}}, ["user_id", "item_id"])["_nonscalar"]
+    'item_id is an object, not text or a number'
+    """
+    norm = {str(k).strip().lower(): v for k, v in obj.items()}
+    return ({c: _text(norm.get(c)) for c in columns}
+            | {NONSCALAR: nonscalar_detail(norm, columns)})
 
 
 def _json_records(path: Path) -> Iterator[tuple[int, str, object, bytes | None]]:

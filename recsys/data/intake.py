@@ -1,0 +1,503 @@
+"""Events over HTTP, durable before the acknowledgement: a group-committed journal, sealed.
+
+Why not a landing part per request: a part takes a Parquet file, a sequence number and the
+landing lock, and that lock is held for minutes by a large file ingestion or a forget-user
+rewrite; a web request must not wait behind them, and thousands of requests a second must not
+make thousands of tiny parts. So the path from a request to a landed event has two stages.
+
+1. **Journal (group commit).** One writer thread owns an append-only journal in
+   ``Paths.intake``: segments ``seg-<boot id>-<n:06d>.jsonl``, one JSON object per line (the
+   event's fields as text, ``_row`` its line number, ``_nonscalar`` when a field held an object
+   or a list, ``_malformed`` and ``raw`` when the entry was not an object at all). The writer
+   takes every request waiting; after the first it waits ``IntakeConfig.group_window_ms`` for
+   more. It validates all of their rows in ONE DuckDB call of ``sql/validate_events.sql`` (the
+   file ingestion's checks, so the same reasons), appends every row, good and bad, then
+   ``fsync``s once and only then settles each request. A 2xx therefore means "on disk"; a
+   request whose journal write fails gets a 503 and nothing it sent counts as accepted.
+2. **Seal.** A sealer thread rotates to a new segment every ``IntakeConfig.seal_interval_s`` and
+   ingests each closed segment as one chunk through ``Ingestor`` under ``LandingZone.writer()``:
+   the same lock, validation, sequence numbers, quarantine (bad rows with their reasons) and
+   atomic rename as any file, with source ``http:<segment name>``. Then it deletes the segment.
+
+**Exactly once.** A crash after the part is published and before the segment is deleted leaves
+a segment that is sealed again later. Ingestion already refuses an event id that has landed
+(ids are the client's ``event_id`` or a hash of the content), so the second seal lands nothing;
+its quarantine rows keep their ids (source, line number and text are the same) and are not
+written twice. A crash before the fsync loses only rows that were never acknowledged; a line cut
+short by it is dropped when the segment is read.
+
+**Recovery.** Each process holds an ``flock`` on ``intake/<boot id>.lock`` while it lives (the
+kernel releases it when the process dies, SIGKILL included). ``recover(paths)`` seals every
+segment whose owner's lock is free. The service calls it when it starts; the micro-batch flow
+can call it too, so events posted to a service that died are not stranded until a restart.
+
+Rows that pass the pre-validation can still be refused at sealing in one case the request path
+does not check (it would mean reading every landed part per request): a client ``event_id`` that
+already landed with different content is quarantined as ``duplicate_event_id`` then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from recsys import sql
+from recsys.config import IngestConfig, IntakeConfig, Paths
+from recsys.data.ingest import EVENT_RAW_COLUMNS, Ingestor, IngestReport, validate_events
+from recsys.data.landing import LandingZone
+from recsys.data.readers import NONSCALAR, Malformed, RawChunk, json_row
+from recsys.timeutil import utc_now
+
+try:  # a few times faster than json for the journal's small objects; prefect brings it
+    import orjson
+
+    def dumps(obj: object) -> bytes:
+        return orjson.dumps(obj)
+
+    loads = orjson.loads
+except ImportError:  # pragma: no cover - the standard library does the same, slower
+    import json
+
+    def dumps(obj: object) -> bytes:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+    loads = json.loads
+
+log = logging.getLogger(__name__)
+
+SEGMENT_RE = re.compile(r"^seg-([0-9a-f]{8})-(\d{6})\.jsonl$")
+LOCK_RE = re.compile(r"^([0-9a-f]{8})\.lock$")
+MALFORMED = "_malformed"
+ROW = "_row"
+# (user_id, ts, item_id, event_type) of an accepted event, for the service's histories.
+Accepted = tuple[str, object, str, str]
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
+
+
+class IntakeUnavailable(RuntimeError):
+    """The journal could not be written (disk full, not writable) or the intake is stopped.
+
+    Nothing of the request was acknowledged; the client may send it again.
+    """
+
+
+def request_rows(entries: Sequence[object]) -> list[dict]:
+    """A request's entries as journal rows: text fields of an object, else ``_malformed``.
+
+    >>> request_rows([{"user_id": 7, "ts": "2024-01-01"}, [1]])[1]
+    {'_malformed': 'entry 1: expected a JSON object, got an array', 'raw': '[1]'}
+    """
+    rows = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            rows.append({k: v for k, v in json_row(entry, EVENT_RAW_COLUMNS).items()
+                         if v is not None})
+        else:
+            kind = _JSON_KINDS.get(type(entry), type(entry).__name__)
+            rows.append({MALFORMED: f"entry {i}: expected a JSON object, got {kind}",
+                         "raw": dumps(entry).decode()[:4096]})
+    return rows
+
+
+@dataclass
+class Outcome:
+    """What became of one request's entries; ``rejected``: index (0-based), reason, detail."""
+
+    accepted: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    rows: list[dict]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+class Intake:
+    """The journal writer and sealer of one process; see the module docstring.
+
+    ``on_durable`` receives the accepted events of each group after its fsync and before any
+    of its requests is answered (the service adds them to its in-memory histories).
+    """
+
+    def __init__(self, paths: Paths, config: IntakeConfig | None = None,
+                 ingest: IngestConfig | None = None,
+                 on_durable: Callable[[list[Accepted]], None] | None = None):
+        self.paths, self.config = paths, config or IntakeConfig()
+        self.ingest = ingest or IngestConfig()
+        self.on_durable = on_durable
+        self.folder = paths.intake
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.boot_id = uuid.uuid4().hex[:8]
+        self._boot_lock = _try_lock(self.folder / f"{self.boot_id}.lock")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._segment_lock = threading.Lock()  # the writer's append against the sealer's rotation
+        self._fd: int | None = None
+        self._segment: Path | None = None
+        self._lines = 0  # lines in the open segment
+        self._n = 0  # segments opened by this process
+        self._closed: list[Path] = []  # rotated, waiting to be sealed
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.running = False
+        self.fsyncs = self.groups = self.rows = 0  # counters for /health and the tests
+
+    # ------------------------------------------------------------ request path
+    async def submit(self, rows: list[dict]) -> Outcome:
+        """Journal ``rows`` (from ``request_rows``); returns once they are on disk."""
+        if not self.running:
+            raise IntakeUnavailable("the event intake is not running")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put(_Job(rows, future, loop))
+        return await future
+
+    # --------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the writer and the sealer (which first recovers orphaned segments)."""
+        self.running = True
+        for target, name in ((self._write_loop, "intake-writer"),
+                             (self._seal_loop, "intake-sealer")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self, seal_timeout: float = 30.0) -> None:
+        """Answer what is queued, stop, and seal every segment.
+
+        A segment that cannot be sealed now (the landing lock is busy) stays for ``recover``.
+        """
+        self.running = False
+        self._stop.set()
+        self._jobs.put(None)
+        for thread in self._threads:
+            thread.join(timeout=60)
+        self._threads = []
+        self.rotate()
+        sealed = self.seal_closed(seal_timeout)
+        if self._boot_lock is not None:
+            if sealed:  # nothing left to recover: the lock file goes too
+                with contextlib.suppress(OSError):
+                    (self.folder / f"{self.boot_id}.lock").unlink()
+            os.close(self._boot_lock)
+            self._boot_lock = None
+
+    # ------------------------------------------------------------------ writer
+    def _write_loop(self) -> None:
+        con = sql.connect()
+        try:
+            while (first := self._jobs.get()) is not None:
+                jobs, stop = self._gather(first)
+                self._commit(con, jobs)
+                if stop:
+                    break
+        finally:
+            con.close()
+            while True:  # requests queued behind the stop get an answer, not a hang
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    _settle(job, IntakeUnavailable("the event intake is stopping"), None)
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The first request and every one arriving within the group window after it."""
+        jobs = [first]
+        deadline = time.monotonic() + self.config.group_window_ms / 1000
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                job = self._jobs.get(timeout=left) if left > 0 else self._jobs.get_nowait()
+            except queue.Empty:
+                return jobs, False
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+
+    def _commit(self, con, jobs: list[_Job]) -> None:
+        """Validate, journal and fsync one group, then settle its requests."""
+        rows = [row for job in jobs for row in job.rows]
+        try:
+            verdicts = _prevalidate(con, rows, self.ingest)
+            self._append(rows)
+        except Exception as exc:
+            log.error("could not journal %d posted events: %s", len(rows), exc)
+            error = exc if isinstance(exc, IntakeUnavailable) else IntakeUnavailable(
+                f"the event journal cannot be written ({_why(exc)}); nothing was accepted, "
+                "send the events again later")
+            for job in jobs:
+                _settle(job, error, None)
+            return
+        self.groups += 1
+        self.rows += len(rows)
+        accepted: list[Accepted] = []
+        outcomes = []
+        start = 0
+        for job in jobs:
+            outcome = Outcome()
+            for index in range(len(job.rows)):
+                verdict = verdicts[start + index]
+                if verdict[0] == "rejected":
+                    outcome.rejected.append({"index": index, "reason": verdict[1],
+                                             "detail": verdict[2]})
+                else:
+                    outcome.accepted += 1
+                    if verdict[0] == "accepted":
+                        accepted.append(verdict[1])
+            start += len(job.rows)
+            outcomes.append(outcome)
+        if self.on_durable is not None and accepted:
+            try:
+                self.on_durable(accepted)
+            except Exception:  # the events are durable: answer anyway
+                log.exception("could not hand posted events to the service")
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            _settle(job, None, outcome)
+
+    def _append(self, rows: list[dict]) -> None:
+        """Append ``rows`` to the open segment and fsync; on failure leave no partial line."""
+        with self._segment_lock:
+            if self._fd is None:
+                self._open_segment()
+            fd, first = self._fd, self._lines
+            data = b"".join(dumps(row | {ROW: first + n}) + b"\n"
+                            for n, row in enumerate(rows, start=1))
+            offset = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                self._abandon_segment(offset)
+                raise
+            self._lines += len(rows)
+            self.fsyncs += 1
+
+    def _open_segment(self) -> None:
+        self._n += 1
+        path = self.folder / f"seg-{self.boot_id}-{self._n:06d}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            _fsync_dir(self.folder)  # the new name must survive a power cut, like its lines
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        self._fd, self._segment, self._lines = fd, path, 0
+
+    def _abandon_segment(self, offset: int) -> None:
+        """After a failed write: cut the segment back to its acknowledged lines and close it.
+
+        The next write opens a fresh segment; an empty one is removed, one with lines waits to
+        be sealed.
+        """
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, offset)
+        os.close(self._fd)
+        if self._lines == 0:
+            with contextlib.suppress(OSError):
+                self._segment.unlink()
+        else:
+            self._closed.append(self._segment)
+        self._fd, self._segment, self._lines = None, None, 0
+
+    # ------------------------------------------------------------------ sealer
+    def rotate(self) -> None:
+        """Close the open segment (if it holds lines); the next write starts a new one."""
+        with self._segment_lock:
+            if self._fd is not None and self._lines:
+                os.close(self._fd)
+                self._closed.append(self._segment)
+                self._fd, self._segment, self._lines = None, None, 0
+
+    def seal_closed(self, timeout: float = 600.0) -> bool:
+        """Seal the rotated segments in order; False if one failed (it is retried later)."""
+        while self._closed:
+            path = self._closed[0]
+            try:
+                seal_segment(self.paths, path, self.ingest, timeout)
+            except Exception as exc:
+                log.warning("could not seal %s yet: %s", path.name, exc)
+                return False
+            self._closed.pop(0)
+        return True
+
+    def _seal_loop(self) -> None:
+        try:
+            recover(self.paths, self.ingest)
+        except Exception:
+            log.exception("recovering orphaned intake segments failed")
+        while not self._stop.wait(self.config.seal_interval_s):
+            self.rotate()
+            self.seal_closed()
+
+    def waiting(self) -> int:
+        """Segments not yet sealed (the open one included)."""
+        return len(self._closed) + (self._fd is not None)
+
+
+# ---------------------------------------------------------------- validation
+def _prevalidate(con, rows: list[dict], config: IngestConfig) -> list[tuple]:
+    """Per row: ("accepted", Accepted), ("duplicate",) or ("rejected", reason, detail)."""
+    objects = [n for n, row in enumerate(rows) if MALFORMED not in row]
+    verdicts: list[tuple] = [("rejected", "malformed_row", row.get(MALFORMED))
+                             for row in rows]
+    if not objects:
+        return verdicts
+    table = pa.table({c: pa.array([rows[n].get(c) for n in objects], pa.string())
+                      for c in (*EVENT_RAW_COLUMNS, NONSCALAR)}
+                     | {ROW: pa.array(objects, pa.int64())})
+    checked = validate_events(con, table, config, utc_now()).to_pydict()
+    for n, status, reason, detail, user, ts, item, kind in zip(
+            checked[ROW], checked["status"], checked["reason"], checked["detail"],
+            checked["user_id"], checked["ts"], checked["item_id"], checked["event_type"],
+            strict=True):
+        if status == "accepted":
+            verdicts[n] = ("accepted", (user, ts, item, kind))
+        elif status == "duplicate":
+            verdicts[n] = ("duplicate",)
+        else:
+            verdicts[n] = ("rejected", reason, detail)
+    return verdicts
+
+
+# ------------------------------------------------------------------- sealing
+def read_segment(path: Path) -> RawChunk:
+    """A journal segment as one ingestion chunk; non-objects become malformed rows.
+
+    A last line without its newline was cut short by a crash before its fsync, so it was never
+    acknowledged: it is dropped.
+    """
+    lines = path.read_bytes().split(b"\n")
+    if lines[-1]:
+        log.warning("%s: dropped a line cut short by a crash (never acknowledged)", path.name)
+    rows, malformed = [], []
+    for n, line in enumerate(lines[:-1], start=1):
+        try:
+            row = loads(line)
+        except ValueError:
+            text = line.decode("utf-8", errors="replace")[:4096]
+            malformed.append(Malformed(n, text, f"journal line {n} is not JSON"))
+            continue
+        if MALFORMED in row:
+            malformed.append(Malformed(row.get(ROW, n), row.get("raw", ""), row[MALFORMED]))
+        else:
+            rows.append(row)
+    table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string())
+                      for c in (*EVENT_RAW_COLUMNS, NONSCALAR)}
+                     | {ROW: pa.array([r.get(ROW) for r in rows], pa.int64())})
+    return RawChunk(table, 1, malformed)
+
+
+def seal_segment(paths: Paths, path: Path, config: IngestConfig | None = None,
+                 timeout: float = 600.0) -> IngestReport | None:
+    """Ingest one segment into the landing zone, then delete it (None if already gone)."""
+    zone = LandingZone(paths)
+    with zone.writer(timeout=timeout) as writer, Ingestor(writer, config or IngestConfig()) as ing:
+        if not path.exists():  # sealed meanwhile by a recovery in another process
+            return None
+        chunk = read_segment(path)
+        report = IngestReport(source=f"http:{path.name}")
+        if chunk.table.num_rows or chunk.malformed:
+            ing.ingest_event_chunk(chunk, report.source, report)
+        path.unlink()
+        _fsync_dir(path.parent)
+    log.info(report.summary())
+    return report
+
+
+def recover(paths: Paths, config: IngestConfig | None = None,
+            timeout: float = 600.0) -> list[IngestReport]:
+    """Seal the segments of intake writers that died; never touches a live writer's.
+
+    Never raises for a segment it cannot seal yet (logged; the next call tries again), so a
+    flow can call it before its own work.
+    """
+    folder = paths.intake
+    if not folder.is_dir():
+        return []
+    by_boot: dict[str, list[Path]] = {}
+    for p in folder.iterdir():
+        if m := SEGMENT_RE.match(p.name):
+            by_boot.setdefault(m.group(1), []).append(p)
+        elif m := LOCK_RE.match(p.name):
+            by_boot.setdefault(m.group(1), [])
+    reports = []
+    for boot, segments in sorted(by_boot.items()):
+        lock = folder / f"{boot}.lock"
+        fd = _try_lock(lock)
+        if fd is None:  # its writer is alive
+            continue
+        try:
+            for seg in sorted(segments):
+                if report := seal_segment(paths, seg, config, timeout):
+                    reports.append(report)
+            lock.unlink(missing_ok=True)
+        except Exception as exc:
+            log.warning("could not recover the intake segments of %s yet: %s", boot, exc)
+        finally:
+            os.close(fd)
+    return reports
+
+
+# ------------------------------------------------------------------- helpers
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on ``path``, or None if someone else holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _settle(job: _Job, error: Exception | None, outcome: Outcome | None) -> None:
+    with contextlib.suppress(RuntimeError):  # the event loop is gone (the service stopped)
+        job.loop.call_soon_threadsafe(_set, job.future, error, outcome)
+
+
+def _set(future: asyncio.Future, error: Exception | None, outcome: Outcome | None) -> None:
+    if future.done():  # the client went away; its events are journaled all the same
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(outcome)
+
