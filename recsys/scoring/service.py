@@ -4,8 +4,13 @@
   including events that landed seconds ago; an unknown user gets popular items, flagged.
 * ``POST /recommendations``: an explicit recent-item sequence (anonymous sessions); the
   answer lists the item ids the serving model does not know (``unknown_items``).
+* ``POST /events``: one event or an array, acknowledged once fsynced; visible in the user's
+  history at once and landed within ``IntakeConfig.seal_interval_s`` (``intake_api``).
 * ``GET /health``: serving version, the last reload error if any, freshness of the events.
 * ``GET /model``: which version serves, its lineage tags and its age.
+
+Every recommendation answer carries a ``request_id`` and is logged, off the request path, as
+impressions (``recsys.data.impressions``): what was shown, where, with which score and model.
 
 A background thread follows the ``champion`` alias and the landing zone. A new champion is
 loaded beside the old one and swapped in with one reference assignment, so requests never
@@ -18,16 +23,27 @@ import contextlib
 import gc
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from recsys.config import Paths, ServeConfig, TrackingConfig
+from recsys.config import (
+    ImpressionConfig,
+    IngestConfig,
+    IntakeConfig,
+    Paths,
+    ServeConfig,
+    TrackingConfig,
+)
 from recsys.data import forget_log
+from recsys.data.impressions import ImpressionLog
+from recsys.data.intake import Intake
 from recsys.registry.registry import Registry
 from recsys.scoring.batching import RequestBatcher
 from recsys.scoring.history import RecentHistories
+from recsys.scoring.intake_api import events_router
 from recsys.scoring.scorer import Scorer
 from recsys.timeutil import utc_now
 
@@ -127,6 +143,8 @@ class Recommendation(BaseModel):
 
 
 class Recommendations(BaseModel):
+    request_id: str = Field(description="This answer's id: send it back as an event's "
+                                        "request_id to tie a click to what was shown.")
     user_id: str | None = Field(description="Null for an anonymous session.")
     model_version: str = Field(description="The registered version that answered.")
     fallback: str | None = Field(description="Why the list is not the model's own, or null.")
@@ -146,7 +164,8 @@ async def _answer(batcher: RequestBatcher, served: Served, user_id: str | None,
                   because: bool, fallback: str | None = None) -> dict:
     scorer = served.scorer
     ids, scores = await batcher.recommend(scorer, items, types, k, exclude_seen)
-    recs = [{"item_id": str(i), "score": float(s)} for i, s in zip(ids, scores, strict=True)]
+    recs = [{"item_id": i, "score": s}
+            for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
     if because:
         for rec, why in zip(recs, scorer.because([items], [ids])[0], strict=True):
             rec["because"] = why
@@ -155,28 +174,53 @@ async def _answer(batcher: RequestBatcher, served: Served, user_id: str | None,
 
 
 def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = None,
-               reload_interval_s: float = 5.0, follow: bool = True) -> FastAPI:
+               reload_interval_s: float = 5.0, follow: bool = True,
+               intake: IntakeConfig | None = None, impressions: ImpressionConfig | None = None,
+               ingest: IngestConfig | None = None) -> FastAPI:
     paths = paths or Paths()
+    intake = intake or IntakeConfig()
     follower = ChampionFollower(paths, tracking, reload_interval_s)
     batcher = RequestBatcher()
+    shown = ImpressionLog(paths, impressions)
+
+    def visible(events) -> None:  # posted events join the histories once durable
+        if follower.histories is not None:
+            follower.histories.add_events(events)
+
+    journal = Intake(paths, intake, ingest, on_durable=visible)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        journal.start()  # its sealer first seals what a dead predecessor journaled
+        shown.start()
         if follow:
             follower.start()
         yield
         follower.stop()
         batcher.stop()
+        journal.close()
+        shown.close()
 
     app = FastAPI(title="recsys real-time recommendations", lifespan=lifespan,
                   description="Top-K from the champion over each user's latest events.")
     app.state.follower = follower
     app.state.batcher = batcher
+    app.state.intake = journal
+    app.state.impressions = shown
+    app.include_router(events_router(journal, intake))
 
     def served() -> Served:
         if follower.served is None:
             raise HTTPException(503, "no champion model yet: run a full retrain")
         return follower.served
+
+    def logged(answer: dict, surface: str) -> dict:
+        """Give the answer its request id and log what it shows (in memory, O(k))."""
+        answer["request_id"] = request_id = uuid.uuid4().hex
+        recs = answer["recommendations"]
+        shown.log(request_id, answer["user_id"], [r["item_id"] for r in recs],
+                  [r["score"] for r in recs], answer["model_version"], surface=surface)
+        return answer
 
     # The handlers are async: they parse and answer on the event loop and hand the model work
     # to the batcher's single thread, which serves every request waiting at once.
@@ -190,11 +234,12 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
         history = follower.histories.get(user_id) if follower.histories else None
         if history is None or not history.item_ids:
             popular = (follower.histories.popular if follower.histories else [])[:k]
-            return {"user_id": user_id, "model_version": model.version,
-                    "fallback": "popular: unknown user", "history_length": 0,
-                    "recommendations": [{"item_id": i, "score": None} for i in popular]}
-        return await _answer(batcher, model, user_id, history.item_ids, history.event_types, k,
-                       exclude_seen, because)
+            return logged({"user_id": user_id, "model_version": model.version,
+                           "fallback": "popular: unknown user", "history_length": 0,
+                           "recommendations": [{"item_id": i, "score": None}
+                                               for i in popular]}, "user")
+        return logged(await _answer(batcher, model, user_id, history.item_ids,
+                                    history.event_types, k, exclude_seen, because), "user")
 
     @app.post("/recommendations", response_model=SessionRecommendations,
               response_model_exclude_unset=True)
@@ -208,7 +253,7 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
         unknown = [i for i in dict.fromkeys(body.item_ids) if i not in known]
         answer = await _answer(batcher, model, None, body.item_ids, body.event_types, body.k,
                                body.exclude_seen, body.because)
-        return answer | {"unknown_items": unknown}
+        return logged(answer | {"unknown_items": unknown}, "session")
 
     @app.get("/health")
     def health() -> dict:
@@ -218,7 +263,10 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
                 "model_version": model.version if model else None,
                 "reload_error": follower.reload_error,
                 "landing_seq": follower.histories.seq if follower.histories else 0,
-                "users": len(follower.histories.users) if follower.histories else 0}
+                "users": len(follower.histories.users) if follower.histories else 0,
+                "intake": {"rows_journaled": journal.rows, "fsyncs": journal.fsyncs,
+                           "segments_waiting": journal.waiting()},
+                "impressions": {"written": shown.written, "dropped": shown.dropped}}
 
     @app.get("/model")
     def model() -> dict:
@@ -233,7 +281,8 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
 
 
 def serve(paths: Paths | None = None, serving: ServeConfig | None = None,
-          threads: int = 1) -> None:
+          threads: int = 1, intake: IntakeConfig | None = None,
+          impressions: ImpressionConfig | None = None) -> None:
     """Run the service with uvicorn.
 
     ``threads``: torch threads of the batcher. One thread leaves the other core to the event
@@ -244,4 +293,5 @@ def serve(paths: Paths | None = None, serving: ServeConfig | None = None,
 
     serving = serving or ServeConfig()
     torch.set_num_threads(threads)
-    uvicorn.run(create_app(paths), host=serving.host, port=serving.port, log_level="info")
+    uvicorn.run(create_app(paths, intake=intake, impressions=impressions), host=serving.host,
+                port=serving.port, log_level="info")

@@ -1,0 +1,144 @@
+"""What the service showed, logged off the request path into immutable Parquet parts.
+
+Attribution ties a click to the list it came from, so every answer must be recorded; but the
+answer must not wait for a disk. ``log()`` appends one tuple to an in-memory deque (no I/O, no
+lock, never raises: a failed log must not fail a recommendation). A background thread turns the
+buffer into a part every ``ImpressionConfig.flush_interval_s``, or sooner when
+``max_buffer_rows`` impressions wait, written with ``atomic_write_parquet`` as
+``Paths.impressions / part-<YYYYmmddHHMMSS>-<boot id>-<n:06d>.parquet`` (schema
+``columns.IMPRESSION_SCHEMA``; readers glob ``part-*.parquet``, temp files never match).
+
+What a crash loses: the impressions buffered since the last write, at most one flush interval
+(plus the write in progress). A write that fails (disk full) is retried at the next interval
+with what came since; while it keeps failing, at most ten times ``max_buffer_rows`` are held and
+the oldest beyond that are dropped and counted, so a full disk cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from recsys import columns as C
+from recsys.config import ImpressionConfig, Paths
+from recsys.files import atomic_write_parquet
+from recsys.timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+BACKLOG_FACTOR = 10  # buffers held while writes fail, in units of max_buffer_rows (docstring)
+
+
+class ImpressionLog:
+    """``log()`` on the request path; a thread writes parts; ``close()`` writes the rest."""
+
+    def __init__(self, paths: Paths, config: ImpressionConfig | None = None):
+        self.folder = paths.impressions
+        self.config = config or ImpressionConfig()
+        self.boot_id = uuid.uuid4().hex[:8]
+        # (request_id, user_id, item_ids, scores, model_version, variant, surface, ts)
+        self._buffer: collections.deque[tuple] = collections.deque()
+        self._rows = 0  # impressions in the buffer, approximately (only a trigger)
+        self._failed: list[pa.Table] = []  # written at the next flush
+        self._parts = itertools.count(1)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.written = self.parts = 0
+        self.dropped = 0  # impressions lost to failed writes (or answers that failed to log)
+
+    def log(self, request_id: str, user_id: str | None, item_ids: Sequence[str],
+            scores: Sequence[float | None] | None, model_version: str,
+            variant: str | None = None, surface: str = "user") -> None:
+        """Record one answer (positions are 1-based in ``item_ids`` order); never raises."""
+        try:
+            if not self.config.enabled or not item_ids:
+                return
+            self._buffer.append((request_id, user_id, item_ids, scores, model_version, variant,
+                                 surface, utc_now()))
+            self._rows += len(item_ids)
+            if self._rows >= self.config.max_buffer_rows:
+                self._wake.set()
+        except Exception:  # noqa: BLE001 - logging what was shown must never fail the answer
+            self.dropped += 1
+
+    def start(self) -> None:
+        if not self.config.enabled or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="impression-log", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread and write everything buffered."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.config.flush_interval_s)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the buffered impressions as one part; returns the rows written (0 on failure)."""
+        with self._flush_lock:
+            entries = []
+            for _ in range(len(self._buffer)):  # only what is there now; log() keeps appending
+                entries.append(self._buffer.popleft())
+            self._rows = 0
+            tables = [*self._failed, _table(entries)] if entries else list(self._failed)
+            if not tables:
+                return 0
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            if table.num_rows == 0:
+                return 0
+            now = utc_now()
+            name = f"part-{now:%Y%m%d%H%M%S}-{self.boot_id}-{next(self._parts):06d}.parquet"
+            try:
+                atomic_write_parquet(table, self.folder / name)
+            except Exception as exc:
+                limit = BACKLOG_FACTOR * self.config.max_buffer_rows
+                if table.num_rows > limit:
+                    self.dropped += table.num_rows - limit
+                    table = table.slice(table.num_rows - limit)
+                self._failed = [table]
+                log.warning("could not write %d impressions (kept for the next try): %s",
+                            table.num_rows, exc)
+                return 0
+            self._failed = []
+            self.written += table.num_rows
+            self.parts += 1
+            return table.num_rows
+
+
+def _table(entries: list[tuple]) -> pa.Table:
+    """One row per shown item: each answer's fields repeated over its items."""
+    counts = [len(e[2]) for e in entries]
+
+    def repeat(i: int) -> list:
+        return list(itertools.chain.from_iterable(
+            itertools.repeat(e[i], n) for e, n in zip(entries, counts, strict=True)))
+
+    items = list(itertools.chain.from_iterable(e[2] for e in entries))
+    scores = list(itertools.chain.from_iterable(
+        e[3] if e[3] is not None else itertools.repeat(None, n)
+        for e, n in zip(entries, counts, strict=True)))
+    positions = list(itertools.chain.from_iterable(range(1, n + 1) for n in counts))
+    columns = {
+        C.REQUEST_ID: repeat(0), C.USER_ID: repeat(1), C.ITEM_ID: items,
+        C.POSITION: positions, C.SCORE: scores, C.MODEL_VERSION: repeat(4),
+        C.VARIANT: repeat(5), C.SURFACE: repeat(6), C.TS: repeat(7),
+    }
+    return pa.table({f.name: pa.array(columns[f.name], f.type) for f in C.IMPRESSION_SCHEMA},
+                    schema=C.IMPRESSION_SCHEMA)
