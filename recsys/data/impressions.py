@@ -59,11 +59,14 @@ class ImpressionLog:
             variant: str | None = None, surface: str = "user") -> None:
         """Record one answer (positions are 1-based in ``item_ids`` order); never raises."""
         try:
-            if not self.config.enabled or not item_ids:
+            n = len(item_ids)  # before the append: a bad entry must not reach the writer
+            if not self.config.enabled or not n:
                 return
+            if scores is not None and len(scores) != n:
+                raise ValueError("one score per item")
             self._buffer.append((request_id, user_id, item_ids, scores, model_version, variant,
                                  surface, utc_now()))
-            self._rows += len(item_ids)
+            self._rows += n
             if self._rows >= self.config.max_buffer_rows:
                 self._wake.set()
         except Exception:  # noqa: BLE001 - logging what was shown must never fail the answer
@@ -88,7 +91,10 @@ class ImpressionLog:
         while not self._stop.is_set():
             self._wake.wait(self.config.flush_interval_s)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the thread must outlive any one bad batch
+                log.exception("writing impressions failed")
 
     def flush(self) -> int:
         """Write the buffered impressions as one part; returns the rows written (0 on failure)."""
