@@ -29,6 +29,7 @@ from recsys.config import (
     RetentionConfig,
     ScoreConfig,
     ServeConfig,
+    SimulateConfig,
     StackConfig,
     SyntheticPreset,
     TrackingConfig,
@@ -98,7 +99,11 @@ def generate(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <home>/raw).")] = None,
     home: HomeOpt = None,
 ) -> None:
-    """Write a seeded synthetic dataset (events.parquet + items.parquet)."""
+    """Write a seeded synthetic dataset (events.parquet, items.parquet) and its ground truth.
+
+    world.npz holds what the generator drew the events from (each user's interests and last
+    item, the items' chains and popularity): `recsys simulate` plays its users out.
+    """
     typer.echo(_generate(preset, seed, out or _paths(home).raw))
 
 
@@ -292,15 +297,18 @@ def demo(
 
 
 def _generate(preset: Preset, seed: int, out: Path) -> str:
-    """Write the synthetic world to ``out``; says what it wrote."""
+    """Write the synthetic world to ``out`` (events, items, ground truth); says what it wrote."""
     from recsys.data.synthetic import generate as gen
     from recsys.data.synthetic import preset as get_preset
+    from recsys.data.world import world_path
 
     out.mkdir(parents=True, exist_ok=True)
     data = gen(get_preset(preset.value, seed=seed))
     data.events.to_parquet(out / "events.parquet", index=False)
     data.items.to_parquet(out / "items.parquet", index=False)
-    return f"wrote {len(data.events):,} events and {len(data.items):,} items to {out}"
+    data.world.save(world_path(out))
+    return (f"wrote {len(data.events):,} events and {len(data.items):,} items to {out} "
+            "(and the world's ground truth, world.npz)")
 
 
 def _report_training(result, echo=typer.echo) -> None:
@@ -451,6 +459,57 @@ def backtest(
                f"replay in {run.workdir}")
 
 
+@app.command()
+@config_options(simulation=(SimulateConfig, [
+    "url", "rate", Opt("duration_s", "duration"), "k", Opt("eta", "position-bias"),
+    "organic_share", "seed", "batch_events", "flush_interval_s", "report_every_s"]))
+def simulate(
+    simulation: SimulateConfig,
+    world: Annotated[Path | None, typer.Option(
+        help="The world's ground truth (default: <home>/raw/world.npz, from `recsys generate`).",
+        show_default=False)] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Simulated users of the synthetic world against the running real-time service.
+
+    About RATE times a second one of the world's users asks GET /recommendations for K items,
+    looks at position p with probability (1/p)^POSITION_BIAS and clicks what the world's ground
+    truth says they like (near successors of their last item, their interests, popularity),
+    never what the model scores; a click may lead to a cart and a purchase. Their events go to
+    POST /events, tagged with the list's request_id. Stops after DURATION seconds (0: at
+    Ctrl-C); prints a line every REPORT_EVERY_S seconds and a summary at the end.
+    """
+    import signal
+
+    from recsys.data.world import World, world_path
+    from recsys.simulate import Stopper, service_url
+    from recsys.simulate import simulate as run_simulation
+
+    path = world or world_path(_paths(home).raw)
+    if not path.exists():
+        raise typer.BadParameter(f"no world file at {path}: write one with `recsys generate` "
+                                 "(a dataset loaded with `recsys load` has no ground truth)")
+    stopper = Stopper(simulation.duration_s, grace_s=2 * simulation.timeout_s)
+    typer.echo(f"simulating the users of {path} against {service_url(simulation)}: "
+               f"{simulation.rate:g} requests/s, "
+               + (f"for {simulation.duration_s:g} s" if simulation.duration_s
+                  else "until Ctrl-C"))
+    # Ctrl-C or SIGTERM ends the run cleanly: the last events go out, the summary prints.
+    before = {sig: signal.signal(sig, lambda *_: stopper.stop())
+              for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        counts = run_simulation(  # the report at the end is the summary below
+            World.load(path), simulation, stopper,
+            on_progress=lambda c: None if stopper.over() else typer.echo(c.line()))
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    by_position = ", ".join(f"{100 * c / counts.requests:.1f}" if counts.requests else "0"
+                            for c in counts.clicks_by_position)
+    typer.echo(f"done: {counts.line()}")
+    typer.echo(f"CTR by position 1..{simulation.k} (%): {by_position}")
+
+
 stack_app = typer.Typer(help="The local stack: Prefect server + worker, MLflow server, "
                              "deployments, synthetic data and never-ending live traffic.",
                         no_args_is_help=True)
@@ -468,8 +527,8 @@ def _stack(home: Path | None, state: Path, stack: StackConfig | None = None, say
 
 
 @stack_app.command("up")
-@config_options(stack=(StackConfig, ["prefect_port", "mlflow_port", "preset", "epochs",
-                                     "speedup"]))
+@config_options(stack=(StackConfig, ["prefect_port", "mlflow_port", "serve_port", "preset",
+                                     "epochs", "traffic", "speedup"]))
 def stack_up(
     stack: StackConfig,
     bootstrap: Annotated[bool, typer.Option(
@@ -481,7 +540,8 @@ def stack_up(
     """Start everything on 127.0.0.1 from whatever the folder holds, and keep traffic flowing.
 
     Says what it found (world, landed events, features, champion) and what it will do,
-    bootstraps only what is missing, and always starts live traffic.
+    bootstraps only what is missing, then starts the real-time service and live traffic:
+    simulated users of the world (replay-loop: its events, lap after lap).
     """
     local = _stack(home, state, stack, say=typer.echo)
     if local.running():
@@ -492,6 +552,8 @@ def stack_up(
     local.up(bootstrap=bootstrap)
     typer.echo(f"Prefect UI: {local.prefect_url}")
     typer.echo(f"MLflow UI:  {local.mlflow_url}")
+    if bootstrap:
+        typer.echo(f"service:    {local.service_url} (docs at {local.service_url}/docs)")
     typer.echo(f"logs: {local.logs}; `recsys stack status` shows progress; stop with "
                "`recsys stack down`")
 

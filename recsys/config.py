@@ -553,8 +553,8 @@ class SimulateConfig(_Config):
                               description="Seconds before it stops by itself (0: until stopped).")
     k: int = Field(10, ge=1, le=1000, description="Items asked for per request.")
     eta: float = Field(
-        1.0, ge=0, description="Position bias: the item at position p of a list is looked at "
-                               "with probability (1/p)^eta (0: every item is looked at).")
+        1.0, ge=0, description="Position bias eta: the item at position p of a list is looked "
+                               "at with probability (1/p)^eta (0: every item is looked at).")
     organic_share: float = Field(
         0.3, ge=0, le=1,
         description="Chance per request that the user also views, on their own, the item the "

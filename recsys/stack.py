@@ -1,12 +1,14 @@
-"""The local stack: Prefect server + worker, MLflow server, deployments, data and live traffic.
+"""The local stack: Prefect, MLflow, deployments, the real-time service, data, live traffic.
 
 ``recsys stack up`` surveys the project folder (``recsys.stack_survey``) and says what it found
 and will do, starts each service as its own process group on 127.0.0.1, waits until it is
-healthy (saying what it waits for), bootstraps only what is missing and always starts the live
-traffic (``recsys.traffic``). It records what it started (pid, process start time, command,
-log file) and the traffic source in ``<state>/stack.json``. ``down`` stops exactly those
-processes (a pid that now belongs to another process is left alone); ``up`` while they run says
-so instead of starting twins; ``reset`` returns the folder to fresh.
+healthy (saying what it waits for), bootstraps only what is missing, then starts the real-time
+service and the live traffic (``recsys.traffic``): by default the world's simulated users
+asking that service for lists and posting their reactions back to it. It records what it
+started (pid, process start time, command, log file) and the traffic source in
+``<state>/stack.json``. ``down`` stops exactly those processes (a pid that now belongs to another
+process is left alone); ``up`` while they run says so instead of starting twins; ``reset``
+returns the folder to fresh.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from recsys import traffic
-from recsys.config import Paths, StackConfig
+from recsys.config import Paths, SimulateConfig, StackConfig, TrafficSource
 from recsys.stack_survey import Survey, champion_line, last_update, reset_targets, survey
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,10 @@ class Stack:
     def mlflow_url(self) -> str:
         return f"http://{self.cfg.host}:{self.cfg.mlflow_port}"
 
+    @property
+    def service_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.cfg.serve_port}"
+
     def env(self) -> dict[str, str]:
         """What every process of the stack (and every flow run) sees."""
         return {
@@ -207,10 +213,12 @@ class Stack:
                                "`recsys stack status` shows it, `recsys stack down` stops it")
         found = survey(self.paths, self._champion(local=True))
         plan = found.plan()
+        source = self.traffic_source(found)
         for line in found.lines():
             self.say(f"found: {line}")
         if bootstrap:
-            for line in plan.lines(self.cfg_traffic_line()):
+            for line in plan.lines(self.cfg_traffic_line(source),
+                                   hold_back=source == traffic.REPLAY_LOOP):
                 self.say(f"will: {line}")
         else:
             self.say("will: start the servers and deployments only (--no-bootstrap)")
@@ -239,8 +247,15 @@ class Stack:
             state.services.append(worker)
             state.save(self.state_file)
             if bootstrap:
-                self.bootstrap(found)
-                spec = self.traffic_spec()
+                self.bootstrap(found, source)
+                service = self._spawn("service", [
+                    _bin("recsys"), "serve", "--host", self.cfg.host,
+                    "--port", str(self.cfg.serve_port), "--home", str(self.paths.root)],
+                    self.service_url)
+                state.services.append(service)
+                state.save(self.state_file)
+                self._wait_healthy(service, f"{self.service_url}/health")
+                spec = self.traffic_spec(source)
                 state.traffic = spec.as_dict()
                 state.save(self.state_file)
                 self.traffic_progress.unlink(missing_ok=True)
@@ -254,9 +269,27 @@ class Stack:
             raise
         return state
 
-    def cfg_traffic_line(self) -> str:
+    def traffic_source(self, found: Survey) -> str:
+        """Simulated users when asked for and the world's ground truth is (or will be) there."""
+        truth = found.world_truth is not None or found.plan().generate
+        if self.cfg.traffic == TrafficSource.simulate and truth:
+            return traffic.SIMULATE
+        if self.cfg.traffic == TrafficSource.simulate:
+            self.say("no world ground truth (raw/world.npz) to simulate users from: the live "
+                     "traffic replays the events instead")
+        return traffic.REPLAY_LOOP
+
+    def cfg_traffic_line(self, source: str = traffic.REPLAY_LOOP) -> str:
+        if source == traffic.SIMULATE:
+            cfg = self.simulate_config()
+            return (f"the world's users ask the real-time service at {cfg.url} for lists, "
+                    f"{cfg.rate:g} requests/s, and post their reactions")
         return (f"{traffic.REPLAY_LOOP} of the world's events at {self.cfg.speedup:g}x, "
                 "each lap dated after the last")
+
+    def simulate_config(self) -> SimulateConfig:
+        """The simulator's defaults, against this stack's service, until the stack stops."""
+        return SimulateConfig(url=self.service_url, duration_s=0)
 
     def deploy(self) -> None:
         """Work pool, the registry's global concurrency limit, then every deployment."""
@@ -273,8 +306,13 @@ class Stack:
         self._run([prefect, "--no-prompt", "deploy", "--all"])
         self.say(f"deployed every deployment of {self.project / 'prefect.yaml'}")
 
-    def bootstrap(self, found: Survey) -> None:
-        """Only what is missing: the world, its history in the landing zone, a champion."""
+    def bootstrap(self, found: Survey, source: str = traffic.REPLAY_LOOP) -> None:
+        """Only what is missing: the world, its history in the landing zone, a champion.
+
+        A replay holds the world's newest events back to land them live later. Simulated users
+        make new events, dated now: everything the world generated lands as history, so the
+        first champion knows each user up to their last item, where the simulator takes over.
+        """
         plan = found.plan()
         raw = self.paths.raw
         if plan.generate:
@@ -287,8 +325,8 @@ class Stack:
             from recsys.data.ingest import ingest_frame
             from recsys.data.live_split import split_live
 
-            history, _ = split_live(pd.read_parquet(raw / "events.parquet"),
-                                    self.cfg.live_fraction)
+            hold_back = self.cfg.live_fraction if source == traffic.REPLAY_LOOP else 0.0
+            history, _ = split_live(pd.read_parquet(raw / "events.parquet"), hold_back)
             if (raw / "items.parquet").exists():
                 items = pd.read_parquet(raw / "items.parquet")
                 self.say(ingest_frame(items, "items", kind="items",
@@ -330,10 +368,19 @@ class Stack:
                 raise TimeoutError(f"{what} still {state} after {_elapsed(elapsed)}")
             time.sleep(2.0)
 
-    def traffic_spec(self) -> traffic.TrafficSpec:
-        """Loop the world's events (without a world file: the landed ones), after the newest."""
+    def traffic_spec(self, source: str = traffic.REPLAY_LOOP) -> traffic.TrafficSpec:
+        """What the traffic process runs: ``source``, or a replay without a world file.
+
+        A replay loops the world's events (without an events file: the landed ones) from just
+        after the newest landed event.
+        """
         from recsys.data.replay import newest_landed_ts
 
+        truth = traffic.world_file(self.paths)
+        if source == traffic.SIMULATE and truth is not None:
+            return traffic.TrafficSpec(traffic.SIMULATE, str(truth), None, self.cfg.speedup,
+                                       self.cfg.tick_seconds,
+                                       self.simulate_config().model_dump(mode="json"))
         world = traffic.world_events(self.paths)
         newest = newest_landed_ts(self.paths)
         return traffic.TrafficSpec(
@@ -403,9 +450,7 @@ class Stack:
                if state.traffic else "none"}
         progress = traffic.read_progress(self.traffic_progress)
         if progress:
-            out["traffic progress"] = (f"lap {progress['lap']}, tick {progress['tick']}, "
-                              f"{progress['events_landed']:,} events landed, newest event "
-                              f"{progress['newest_ts']}, last tick at {progress['at']}")
+            out["traffic progress"] = traffic.progress_line(progress)
         out["last update"] = last_update(self.paths) or "none yet"
         # The server the state records (this Stack's config may name other ports), if it
         # answers: MLflow's client retries a refused connection for minutes.

@@ -18,7 +18,7 @@ from recsys.config import Paths
 from recsys.data.landing import LandingZone
 from recsys.data.replay import newest_landed_ts
 from recsys.registry.registry import Version
-from recsys.traffic import world_events
+from recsys.traffic import world_events, world_file
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,13 @@ class Survey:
     newest_landed: pd.Timestamp | None
     features: bool
     champion: Version | None
+    world_truth: Path | None = None  # the world's ground truth (raw/world.npz): simulated users
 
     def lines(self) -> list[str]:
         landed = (f"{self.landed_parts} landing part(s), newest event {self.newest_landed}"
                   if self.landed_parts else "none")
         return [f"world events file: {self.world or 'none'}",
+                f"world ground truth: {self.world_truth or 'none'}",
                 f"landed events: {landed}",
                 f"feature store: {'yes' if self.features else 'none'}",
                 f"champion: {champion_line(self.champion)}"]
@@ -54,12 +56,14 @@ class Plan:
     land_history: bool  # land items and all but the world's newest events
     retrain: bool  # run the full-retrain deployment for a first champion
 
-    def lines(self, traffic: str) -> list[str]:
+    def lines(self, traffic: str, hold_back: bool = True) -> list[str]:
+        """``hold_back``: the newest events wait to be replayed live (replay-loop traffic)."""
         steps = []
         if self.generate:
             steps.append("generate the synthetic world")
         if self.land_history:
-            steps.append("land its items and all but its newest events")
+            steps.append("land its items and all but its newest events" if hold_back
+                         else "land its items and all its events")
         if self.retrain:
             steps.append("train a first champion (full-retrain deployment)")
         if not steps:
@@ -78,7 +82,7 @@ def _age(seconds: float) -> str:
 def survey(paths: Paths, champion: Version | None) -> Survey:
     return Survey(world=world_events(paths), landed_parts=len(LandingZone(paths).event_parts()),
                   newest_landed=newest_landed_ts(paths), features=paths.features_db.exists(),
-                  champion=champion)
+                  champion=champion, world_truth=world_file(paths))
 
 
 def champion_line(champion: Version | None) -> str:

@@ -113,7 +113,7 @@ class Counts:
 
     def line(self) -> str:
         rate = self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        return (f"{self.elapsed_s:,.0f} s: {self.requests:,} requests ({rate:,.1f}/s), "
+        return (f"{self.requests:,} requests in {self.elapsed_s:,.0f} s ({rate:,.1f}/s), "
                 f"{self.impressions:,} impressions, {self.clicks:,} clicks (CTR "
                 f"{100 * self.ctr:.2f}%), {self.carts:,} carts, {self.purchases:,} purchases, "
                 f"{self.organic_views:,} organic views; {self.events_posted:,} events accepted"

@@ -1,21 +1,27 @@
-"""The local stack without its servers: the survey and plan of `up`, `status` readings, `reset`."""
+"""The local stack without its servers: the survey and plan of `up`, `status` readings, `reset`,
+and its live traffic source (simulated users, or a replay)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from recsys import traffic
 from recsys.cli import app
-from recsys.config import Paths
+from recsys.config import Paths, SimulateConfig, StackConfig
 from recsys.data.ingest import ingest_frame
+from recsys.data.landing import LandingZone
 from recsys.registry.registry import Version
-from recsys.stack import Service, Stack, StackState, _start_time
-from recsys.stack_survey import last_update, survey
+from recsys.stack import Service, Stack, StackState, _start_time, free_port
+from recsys.stack_survey import Plan, last_update, survey
+from recsys.traffic import TrafficSpec
 
 PROJECT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -113,3 +119,82 @@ def test_status_readings_name_the_traffic_the_last_update_and_the_champion(paths
     assert got["traffic source"].startswith("replay-loop: w.parquet, 2880 event s per wall s")
     assert got["traffic progress"].startswith("lap 2, tick 40, 1,234 events landed")
     assert got["last update"].endswith("r-promoted") and got["champion"] == "none"
+
+
+# -- the simulated users as the stack's live traffic ------------------------------------------
+@pytest.fixture
+def generated(paths):
+    """A folder where `recsys generate --preset tiny` wrote the world (events, items, truth)."""
+    result = runner.invoke(app, ["generate", "--preset", "tiny", "--home", str(paths.root)])
+    assert result.exit_code == 0, result.output
+    assert "world.npz" in result.output
+    return paths
+
+
+def test_the_stack_simulates_users_when_the_world_has_its_ground_truth(generated, tmp_path):
+    said = []
+    stack = Stack(PROJECT, tmp_path / ".stack", generated, StackConfig(serve_port=8123),
+                  say=said.append)
+    found = survey(generated, champion=None)
+    assert found.world_truth == generated.raw / "world.npz"
+    assert "world ground truth: " + str(found.world_truth) in found.lines()
+    assert stack.traffic_source(found) == "simulate"
+    spec = stack.traffic_spec("simulate")
+    assert (spec.source, spec.events) == ("simulate", str(found.world_truth))
+    assert spec.simulate["url"] == "http://127.0.0.1:8123" and spec.simulate["duration_s"] == 0
+    assert spec.describe().startswith(f"simulate: users of {found.world_truth} asking "
+                                      "http://127.0.0.1:8123 for 10 items, 5 requests/s")
+    assert TrafficSpec(**json.loads(json.dumps(spec.as_dict()))) == spec  # as in stack.json
+    lines = found.plan().lines(stack.cfg_traffic_line("simulate"), hold_back=False)
+    assert "land its items and all its events" in lines
+    assert lines[-1].startswith("start live traffic (the world's users ask the real-time "
+                                "service at http://127.0.0.1:8123")
+    # A fresh folder: the world will be generated, with its truth, so users are simulated.
+    fresh = survey(Paths(root=tmp_path / "empty", tracking_home=tmp_path), champion=None)
+    assert stack.traffic_source(fresh) == "simulate"
+    assert not said
+    # Asked for a replay, or no truth to simulate from (a loaded dataset): the events loop.
+    replay = Stack(PROJECT, tmp_path / ".stack", generated,
+                   StackConfig(traffic="replay-loop"), say=said.append)
+    assert replay.traffic_source(found) == "replay-loop" and not said
+    (generated.raw / "world.npz").unlink()
+    assert stack.traffic_source(survey(generated, champion=None)) == "replay-loop"
+    assert "no world ground truth" in said[0]
+    assert stack.traffic_spec("simulate").source == "replay-loop"
+
+
+@pytest.mark.parametrize("source, held_back", [("simulate", 0.0), ("replay-loop", 0.2)])
+def test_simulated_traffic_lands_all_the_history_a_replay_holds_its_tail_back(
+        generated, tmp_path, source, held_back):
+    """Simulated events are new, dated now: nothing of the world needs holding back, and the
+    first champion knows each user up to the last item the simulator starts from."""
+    stack = Stack(PROJECT, tmp_path / ".stack", generated, StackConfig(live_fraction=0.2),
+                  say=lambda line: None)
+    found = survey(generated, champion=Version("1", {"kind": "full"}, None, None,
+                                               ("champion",)))
+    found = dataclasses.replace(found, features=True)  # no retrain: only the landing
+    assert found.plan() == Plan(generate=False, land_history=True, retrain=False)
+    stack.bootstrap(found, source)
+    world_events = pd.read_parquet(generated.raw / "events.parquet")
+    landed = sum(pq.read_metadata(p).num_rows for p in LandingZone(generated).event_parts())
+    assert landed == len(world_events) - int(len(world_events) * held_back)
+
+
+def test_the_traffic_process_simulates_and_status_shows_requests_clicks_and_ctr(
+        generated, tmp_path):
+    stack = Stack(PROJECT, tmp_path / ".stack", generated)
+    port = free_port()  # nothing listens: the simulator waits, gives up at its end, reports
+    spec = TrafficSpec("simulate", str(generated.raw / "world.npz"), None, 1.0, 1.0,
+                       SimulateConfig(url=f"http://127.0.0.1:{port}", duration_s=0.3,
+                                      timeout_s=0.2).model_dump(mode="json"))
+    traffic.run(spec, generated, stack.traffic_progress)
+    progress = traffic.read_progress(stack.traffic_progress)
+    assert progress["source"] == "simulate" and progress["requests"] == 0
+    stack.traffic_progress.write_text(json.dumps(progress | {
+        "requests": 1200, "impressions": 12000, "clicks": 960, "ctr": 0.08, "carts": 300,
+        "purchases": 120, "events_posted": 1800, "elapsed_s": 240.0}))
+    got = stack.readings(StackState(traffic=spec.as_dict()))
+    assert got["traffic source"].startswith("simulate: users of ")
+    assert got["traffic progress"].startswith(
+        "1,200 requests, 12,000 impressions, 960 clicks (CTR 8.00%), 300 carts, 120 purchases, "
+        "1,800 events accepted in 240 s, last report at ")

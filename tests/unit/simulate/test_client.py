@@ -126,3 +126,29 @@ def test_a_refused_batch_counts_as_rejected_and_a_stopped_run_gives_up(world, ca
         client.recommend("u000001", 3)  # nothing listens and the run is over
     client.close()
     assert service_url(SimulateConfig()) == "http://127.0.0.1:8000"  # ServeConfig's default
+
+
+def test_recsys_simulate_runs_for_its_duration_and_sums_up(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from recsys.cli import app as cli
+
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["simulate", "--home", str(tmp_path / "nothing")])
+    assert missing.exit_code != 0 and "recsys generate" in missing.output
+    path = world.save(tmp_path / "world.npz")
+    port = free_port()
+    service = tiny_service()
+    with Served(service, port):
+        result = runner.invoke(cli, [
+            "simulate", "--world", str(path), "--url", f"http://127.0.0.1:{port}",
+            "--duration", "1.5", "--rate", "40", "--report-every-s", "0.5", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (f"simulating the users of {path} against http://127.0.0.1:{port}: "
+                        "40 requests/s, for 1.5 s")
+    assert lines[-2].startswith("done: ") and lines[-1].startswith("CTR by position 1..10 (%): ")
+    assert 1 <= len(lines) - 3 <= 3  # a progress line every 0.5 s, none repeating the summary
+    requests = int(lines[-2].removeprefix("done: ").split(" requests in ")[0].replace(",", ""))
+    assert requests == len(service.state.served) > 10
+    assert len(service.state.events) > 0
