@@ -1,0 +1,171 @@
+"""Online metrics: what was shown (impressions) against what users did next (landed events).
+
+Runs ``sql/attribution.sql`` (each click, cart and purchase credited to one impression or none),
+then one pass over the period's impressions (``sql/online_shown.sql``) from which
+``sql/online_metrics.sql`` and ``sql/online_positions.sql`` roll up, on an in-memory DuckDB over
+the immutable Parquet parts of the impressions zone and the landing zone. Nothing is written and
+no DuckDB file is opened, so a report never waits for (or blocks) the feature store's one writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from recsys import columns as C
+from recsys import sql
+from recsys.config import AttributionConfig, Paths
+from recsys.data.landing import LandingZone
+from recsys.timeutil import LapClock, utc_now
+
+# part-<YYYYmmddHHMMSS>-<boot id>-<n>.parquet (the impressions zone's contract)
+_IMPRESSION_PART = re.compile(r"^part-(\d{14})-")
+# A part holds at most one flush interval (<= 60 s) of impressions, so a part named an hour
+# before the period cannot hold any of it, whether its name is the time of its first row or of
+# its write.
+_PART_SLACK = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class OnlineReport:
+    """The online metrics of one period, as tables.
+
+    ``hourly``: one row per model version and hour of impression, and per hour for all versions
+    together (``model_version`` None); ``totals``: the same over the whole period (``hour`` NaT);
+    ``positions``: the position-bias curve per model version and for all; ``matched``: the
+    period's reactions per event type by how they were credited (``exact``, ``window``,
+    ``none``). ``timings``: seconds per step (items, attribution, impressions, metrics).
+    """
+
+    now: dt.datetime
+    cfg: AttributionConfig
+    catalogue_items: int
+    catalogue_source: str
+    hourly: pd.DataFrame
+    totals: pd.DataFrame
+    positions: pd.DataFrame
+    matched: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def start(self) -> dt.datetime:
+        return self.now - dt.timedelta(hours=self.cfg.hours)
+
+    @property
+    def versions(self) -> list[str]:
+        """The model versions that served in the period."""
+        return [v for v in self.totals[C.MODEL_VERSION].tolist() if v is not None]
+
+    @property
+    def empty(self) -> bool:
+        return self.totals.empty
+
+
+def impression_parts(paths: Paths, since: dt.datetime | None = None) -> list[Path]:
+    """Visible impression parts (temp files never match), oldest first.
+
+    With ``since``, parts named well before it are left out; a name that does not parse is kept.
+    """
+    folder = paths.impressions
+    if not folder.is_dir():
+        return []
+    parts = sorted(folder.glob("part-*.parquet"))
+    if since is None:
+        return parts
+    cut = (since - _PART_SLACK).strftime("%Y%m%d%H%M%S")
+    return [p for p in parts if not (m := _IMPRESSION_PART.match(p.name)) or m.group(1) >= cut]
+
+
+def open_sources(con: duckdb.DuckDBPyConnection, paths: Paths,
+                 since: dt.datetime | None = None) -> str:
+    """Views ``impressions``, ``landed`` (events, with ``request_id``) and ``catalogue``.
+
+    Landing parts written before events could carry a ``request_id`` lack the column: parts are
+    read by column name and a missing column is NULL, so old and new parts read alike.
+    ``catalogue`` (``item_id``) is the landed catalogue or, where none has landed, the landed
+    events; which one is returned (``"catalogue"`` or ``"events"``).
+    """
+    imps = impression_parts(paths, since)
+    if imps:
+        con.read_parquet([str(p) for p in imps], union_by_name=True).create_view("impressions")
+    else:
+        con.register("impressions", C.IMPRESSION_SCHEMA.empty_table())
+    zone = LandingZone(paths)
+    events, items = zone.event_parts(), zone.item_parts()
+    if events:
+        landed = con.read_parquet([str(p) for p in events], union_by_name=True)
+        if C.REQUEST_ID not in landed.columns:
+            null = duckdb.ConstantExpression(None).cast(duckdb.sqltype("VARCHAR"))
+            landed = landed.select(*map(duckdb.ColumnExpression, landed.columns),
+                                   null.alias(C.REQUEST_ID))
+        landed.create_view("landed")
+    else:
+        schema = C.LANDING_EVENT_SCHEMA
+        if C.REQUEST_ID not in schema.names:
+            schema = schema.append(pa.field(C.REQUEST_ID, pa.string()))
+        con.register("landed", schema.empty_table())
+    if items:
+        con.read_parquet([str(p) for p in items]).select(C.ITEM_ID).create_view("catalogue")
+        return "catalogue"
+    con.view("landed").select(C.ITEM_ID).create_view("catalogue")
+    return "events"
+
+
+def attribute(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig,
+              now: dt.datetime) -> duckdb.DuckDBPyRelation:
+    """The period's reactions with the impression each is credited to (``attribution.sql``)."""
+    return sql.query(con, "attribution", now=now, hours=cfg.hours,
+                     window_minutes=cfg.window_minutes)
+
+
+def _frame(rel: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    """The relation as a DataFrame whose missing model versions (all versions) are None."""
+    df = rel.df()
+    df[C.MODEL_VERSION] = df[C.MODEL_VERSION].astype(object).where(
+        df[C.MODEL_VERSION].notna(), None)
+    return df
+
+
+def online_report(paths: Paths, cfg: AttributionConfig | None = None,
+                  now: dt.datetime | None = None) -> OnlineReport:
+    """Attribute the period's reactions and compute its online metrics.
+
+    Parameters
+    ----------
+    paths
+        The project whose impressions zone and landing zone are read.
+    cfg
+        Attribution window, CTR cut-off ``k`` and the hours of impressions covered.
+    now
+        End of the period (naive UTC; default: the current time).
+    """
+    cfg = cfg or AttributionConfig()
+    now = (now or utc_now()).replace(tzinfo=None)
+    start = now - dt.timedelta(hours=cfg.hours)
+    clock = LapClock()
+    with sql.connect() as con:
+        source = open_sources(con, paths, since=start)
+        period = {"now": now, "hours": cfg.hours}
+        sql.run(con, "online_items", **period)
+        catalogue, known, mass = sql.fetch_one(con, "online_catalogue")
+        clock.lap("items")
+        attribute(con, cfg, now).to_table("attributed")
+        clock.lap("attribution")
+        sql.run(con, "online_shown", **period, k=cfg.k, known_items=known, mass=mass)
+        clock.lap("impressions")
+        metrics = _frame(sql.query(con, "online_metrics", **period, k=cfg.k,
+                                   catalogue_items=catalogue))
+        positions = _frame(sql.query(con, "online_positions"))
+        matched = sql.query(con, "online_matched").df()
+        clock.lap("metrics")
+    whole = metrics["hour"].isna()
+    return OnlineReport(now=now, cfg=cfg, catalogue_items=int(catalogue),
+                        catalogue_source=source, hourly=metrics[~whole].reset_index(drop=True),
+                        totals=metrics[whole].reset_index(drop=True),
+                        positions=positions, matched=matched, timings=clock.timings)
