@@ -604,3 +604,45 @@ class StackConfig(_Config):
     epochs: int = Field(10, ge=1, description="Epochs of the first full retrain.")
     health_timeout_s: float = Field(
         180.0, gt=0, description="Seconds a service may take to become healthy.")
+
+
+class WaitPolicy(StrEnum):
+    """What an OpenMP thread does while it waits for work (``OMP_WAIT_POLICY``)."""
+
+    passive = "passive"  # sleep at once: a waiting thread leaves its core to other processes
+    active = "active"  # spin: lowest latency when the process has its cores to itself
+    default = "default"  # leave the OpenMP library's own default (libgomp: spin ~300k turns)
+
+
+class ThreadConfig(_Config):
+    """Thread budgets: how many cores each job of the stack uses (``recsys.threads``).
+
+    Unset counts come from the machine's cores and what the local stack runs beside each job
+    (docs/compute.md). Two processes that each use every core, spinning while they wait, make
+    far less progress together than one alone: 3% of solo speed each, where a fair share is 50%.
+    """
+
+    enabled: bool = Field(
+        True, description="Apply the budgets; off, every process keeps torch's defaults (every "
+                          "core, spinning waits): the baseline of bench/contention.py.")
+    cores: int | None = Field(
+        None, ge=1, description="Cores the jobs share (unset: this process's CPU affinity, "
+                                "capped by a cgroup CPU quota).")
+    full_retrain: int | None = Field(
+        None, ge=1, description="Intra-op threads of a full retrain (unset: from the plan).")
+    micro_batch: int | None = Field(
+        None, ge=1, description="Intra-op threads of a micro-batch update (unset: from the plan).")
+    score: int | None = Field(
+        None, ge=1, description="Intra-op threads of batch scoring (unset: from the plan).")
+    service: int | None = Field(
+        None, ge=1, description="Intra-op threads of the real-time service's model work (unset: "
+                                "from the plan; reserved for it whatever else runs).")
+    traffic: int | None = Field(
+        None, ge=1, description="Threads of the live traffic or simulator (unset: from the plan).")
+    interop: int = Field(
+        1, ge=1, description="Inter-op threads of every job: the models run no parallel "
+                             "branches, so more only add idle threads.")
+    wait_policy: WaitPolicy = Field(
+        WaitPolicy.passive,
+        description="OpenMP wait policy of each job's process (set before torch starts): "
+                    "passive threads sleep instead of spinning on cores other jobs need.")
