@@ -21,9 +21,10 @@ item is ``l`` and an item ``i`` they examine::
   the end of the period, every item released by then);
 * ``other``: the rare click on anything else.
 
-With the default :class:`Tastes` a near successor is clicked about half the time, an item of
-an interest category a few to twenty percent of the time depending on its popularity and the
-weight of the interest, anything else one percent. A click is followed by a cart with
+With the default :class:`Tastes` a near successor is clicked more than half the time (0.67 on
+average in the tiny world: its interest term adds to the 0.5), an item of an interest category
+a few to twenty percent of the time depending on its popularity and the weight of the interest
+(0.13 on average), anything else one percent. A click is followed by a cart with
 ``cart_after_click``, a cart by a purchase with ``purchase_after_cart``.
 
 What the user does without recommendations (:meth:`World.organic_next`) is the generator's
