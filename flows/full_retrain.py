@@ -8,12 +8,14 @@ from prefect.concurrency.sync import concurrency
 
 from flows.build_features import build_features
 from flows.score import score
+from recsys import threads as thread_budget
 from recsys.config import (
     EvalConfig,
     FeatureConfig,
     GateConfig,
     ModelConfig,
     Paths,
+    ThreadConfig,
     TrackingConfig,
     TrainConfig,
 )
@@ -39,8 +41,11 @@ def gate_and_promote(result: TrainResult, gate: GateConfig) -> TrainResult:
 @flow(name="full-retrain", log_prints=True)
 def full_retrain(features: FeatureConfig = FeatureConfig(), model: ModelConfig = ModelConfig(),
                  training: TrainConfig = TrainConfig(), evaluation: EvalConfig = EvalConfig(),
-                 gate: GateConfig = GateConfig(), score_after_promotion: bool = True) -> dict:
+                 gate: GateConfig = GateConfig(), score_after_promotion: bool = True,
+                 threads: ThreadConfig = ThreadConfig()) -> dict:
     """A fresh lineage from all events; champion only if not worse than the one in service."""
+    # Leaves the update and the service their cores (docs/compute.md).
+    thread_budget.apply(thread_budget.Job.full_retrain, threads)
     build_features(features)
     result = train_and_evaluate(features, model, training, evaluation)
     # Micro-batches hold the same limit, so none moves an alias while this one decides.
@@ -51,7 +56,7 @@ def full_retrain(features: FeatureConfig = FeatureConfig(), model: ModelConfig =
         description=f"full retrain {result.decision}")
     print(f"version {result.version} {result.decision}: {result.decision_reason}")
     if result.promoted and score_after_promotion:
-        score()
+        score(threads=threads)
     return {"version": result.version, "decision": result.decision, "run_id": result.run_id,
             "champion_compared": result.champion,
             "test_ndcg@10": result.test["seqrec"]["ndcg@10"]}

@@ -10,7 +10,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
-from recsys.config import GateConfig, Paths, RetentionConfig, UpdateConfig
+from recsys import threads as thread_budget
+from recsys.config import GateConfig, Paths, RetentionConfig, ThreadConfig, UpdateConfig
 from recsys.orchestration import REGISTRY_LIMIT, retry_on_io, started_late
 from recsys.registry.tracking import run_link
 from recsys.training.update import UpdateResult
@@ -38,11 +39,13 @@ def request_batch_scoring() -> None:
 @flow(name="micro-batch-update", log_prints=True)
 def micro_batch_update(update: UpdateConfig = UpdateConfig(), gate: GateConfig = GateConfig(),
                        retention: RetentionConfig = RetentionConfig(),
-                       max_delay_s: float = 120.0, score_after_promotion: bool = True) -> dict:
+                       max_delay_s: float = 120.0, score_after_promotion: bool = True,
+                       threads: ThreadConfig = ThreadConfig()) -> dict:
     """The champion learns the newest events; promoted only if it is not worse."""
     if started_late(flow_run.scheduled_start_time, max_delay_s=max_delay_s):
         print(f"skipped: started more than {max_delay_s:.0f}s after its scheduled time")
         return {"status": "skipped_late"}
+    thread_budget.apply(thread_budget.Job.micro_batch, threads)  # shares cores with a retrain
     with concurrency(REGISTRY_LIMIT, occupy=1, timeout_seconds=900):
         result = fine_tune_gate_promote(update, gate, retention)
     create_markdown_artifact(key="micro-batch-update", markdown=(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from recsys.config import Paths, ScoreConfig
+from recsys import threads as thread_budget
+from recsys.config import Paths, ScoreConfig, ThreadConfig
 from recsys.orchestration import retry_on_io
 from recsys.scoring.batch import score_users
 
@@ -19,8 +20,9 @@ def score_active_users(cfg: ScoreConfig) -> dict:
 
 
 @flow(name="score", log_prints=True)
-def score(scoring: ScoreConfig = ScoreConfig()) -> dict:
+def score(scoring: ScoreConfig = ScoreConfig(), threads: ThreadConfig = ThreadConfig()) -> dict:
     """Score every active user with the champion and swap the lists in atomically."""
+    thread_budget.apply(thread_budget.Job.score, threads)
     report = score_active_users(scoring)
     create_markdown_artifact(key="batch-scores", markdown=(
         f"| model version | users | rows |\n|---|---|---|\n"
