@@ -26,9 +26,9 @@ from recsys.timeutil import LapClock, utc_now
 
 # part-<YYYYmmddHHMMSS>-<boot id>-<n>.parquet (the impressions zone's contract)
 _IMPRESSION_PART = re.compile(r"^part-(\d{14})-")
-# A part holds at most one flush interval (<= 60 s) of impressions, so a part named an hour
-# before the period cannot hold any of it, whether its name is the time of its first row or of
-# its write.
+# A part is named when it is written, after its rows were shown, so a part named before the
+# period holds none of it; an hour of slack covers a clock stepped back and a part named by the
+# time of its first row (at most one flush interval, <= 60 s, before its last).
 _PART_SLACK = dt.timedelta(hours=1)
 
 
