@@ -44,7 +44,7 @@ class OnlineReportRun:
         cfg, until = self.report.cfg, f"{self.report.now:%Y-%m-%d %H:%M} UTC"
         if self.report.empty:
             return f"online report: no impressions in the {cfg.hours:g} h to {until}"
-        every = self.report.totals[self.report.totals[C.MODEL_VERSION].isna()].iloc[0]
+        every = self.report.overall
         runs = ", ".join(f"v{v}" for v in self.logged) or "none"
         return (f"online report: {int(every.impressions):,} impressions, CTR@{cfg.k} "
                 f"{every.ctr_at_k:.2%} in the {cfg.hours:g} h to {until} from "

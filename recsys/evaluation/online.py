@@ -66,6 +66,12 @@ class OnlineReport:
     def empty(self) -> bool:
         return self.totals.empty
 
+    @property
+    def overall(self) -> pd.Series | None:
+        """The whole period, all versions together (None when nothing was shown)."""
+        rows = self.totals[self.totals[C.MODEL_VERSION].isna()]
+        return None if rows.empty else rows.iloc[0]
+
 
 def impression_parts(paths: Paths, since: dt.datetime | None = None) -> list[Path]:
     """Visible impression parts (temp files never match), oldest first.
