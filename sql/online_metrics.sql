@@ -12,7 +12,6 @@
 WITH shown AS (
     SELECT model_version, hour,
            CAST(sum(impressions) AS BIGINT) AS impressions,
-           list_unique(flatten(list(user_list))) AS users,
            CAST(sum(requests) AS BIGINT) AS requests,
            CAST(sum(impressions_at_k) AS BIGINT) AS impressions_at_k,
            coalesce(bit_count(bit_or(item_bits)), 0)
@@ -21,6 +20,11 @@ WITH shown AS (
     FROM online_shown
     GROUP BY GROUPING SETS ((model_version, hour), (model_version), (hour), ())
     HAVING count(*) > 0  -- no grand total of nothing
+),
+people AS (
+    SELECT model_version, hour, count(DISTINCT user_id) AS users
+    FROM (SELECT model_version, hour, unnest(user_list) AS user_id FROM online_shown)
+    GROUP BY GROUPING SETS ((model_version, hour), (model_version), (hour), ())
 ),
 credited AS (  -- one row per credited impression, its reactions as flags
     SELECT coalesce(model_version, 'unknown') AS model_version, shown_ts, position,
@@ -41,7 +45,7 @@ reacted AS (
     GROUP BY GROUPING SETS ((model_version, date_trunc('hour', shown_ts)), (model_version),
                             (date_trunc('hour', shown_ts)), ())
 )
-SELECT s.model_version, s.hour, s.impressions, s.users, s.requests,
+SELECT s.model_version, s.hour, s.impressions, coalesce(u.users, 0) AS users, s.requests,
        s.impressions_at_k,
        coalesce(r.clicked_at_k, 0) AS clicked_at_k,
        coalesce(r.clicked, 0) AS clicked,
@@ -53,6 +57,8 @@ SELECT s.model_version, s.hour, s.impressions, s.users, s.requests,
        s.items, s.items / nullif($catalogue_items, 0) AS coverage,
        s.surprise / s.impressions AS novelty
 FROM shown AS s
+LEFT JOIN people AS u
+    ON u.model_version IS NOT DISTINCT FROM s.model_version AND u.hour IS NOT DISTINCT FROM s.hour
 LEFT JOIN reacted AS r
     ON r.model_version IS NOT DISTINCT FROM s.model_version AND r.hour IS NOT DISTINCT FROM s.hour
 ORDER BY s.model_version NULLS FIRST, s.hour NULLS FIRST

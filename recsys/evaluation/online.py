@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from recsys import columns as C
 from recsys import sql
-from recsys.config import AttributionConfig, Paths
+from recsys.config import AttributionConfig, IngestConfig, Paths
 from recsys.data.landing import LandingZone
 from recsys.timeutil import LapClock, utc_now
 
@@ -88,22 +88,39 @@ def impression_parts(paths: Paths, since: dt.datetime | None = None) -> list[Pat
     return [p for p in parts if not (m := _IMPRESSION_PART.match(p.name)) or m.group(1) >= cut]
 
 
+def event_parts(paths: Paths, since: dt.datetime | None = None) -> list[Path]:
+    """Landing parts of events, without those landed too early to hold an event after ``since``.
+
+    Ingestion refuses events more than ``IngestConfig.max_future_seconds`` after it lands them,
+    so a part last written before ``since`` minus that cannot hold a later event (a part
+    rewritten by ``forget-user`` only gets younger).
+    """
+    parts = LandingZone(paths).event_parts()
+    if since is None:
+        return parts
+    cut = (since - dt.timedelta(seconds=IngestConfig().max_future_seconds)).replace(
+        tzinfo=dt.UTC).timestamp()
+    return [p for p in parts if p.stat().st_mtime >= cut]
+
+
 def open_sources(con: duckdb.DuckDBPyConnection, paths: Paths,
-                 since: dt.datetime | None = None) -> str:
+                 since: dt.datetime | None = None,
+                 events_since: dt.datetime | None = None) -> str:
     """Views ``impressions``, ``landed`` (events, with ``request_id``) and ``catalogue``.
 
-    Landing parts written before events could carry a ``request_id`` lack the column: parts are
-    read by column name and a missing column is NULL, so old and new parts read alike.
-    ``catalogue`` (``item_id``) is the landed catalogue or, where none has landed, the landed
-    events; which one is returned (``"catalogue"`` or ``"events"``).
+    ``since``/``events_since``: the earliest impression and event time wanted; parts that cannot
+    hold one are not read (:func:`impression_parts`, :func:`event_parts`). Landing parts written
+    before events could carry a ``request_id`` lack the column: parts are read by column name
+    and a missing column is NULL, so old and new parts read alike. ``catalogue`` (``item_id``) is
+    the landed catalogue or, where none has landed, the items of the events read; which one is
+    returned (``"catalogue"`` or ``"events"``).
     """
     imps = impression_parts(paths, since)
     if imps:
         con.read_parquet([str(p) for p in imps], union_by_name=True).create_view("impressions")
     else:
         con.register("impressions", C.IMPRESSION_SCHEMA.empty_table())
-    zone = LandingZone(paths)
-    events, items = zone.event_parts(), zone.item_parts()
+    events, items = event_parts(paths, events_since), LandingZone(paths).item_parts()
     if events:
         landed = con.read_parquet([str(p) for p in events], union_by_name=True)
         if C.REQUEST_ID not in landed.columns:
@@ -156,7 +173,8 @@ def online_report(paths: Paths, cfg: AttributionConfig | None = None,
     start = now - dt.timedelta(hours=cfg.hours)
     clock = LapClock()
     with sql.connect() as con:
-        source = open_sources(con, paths, since=start)
+        source = open_sources(con, paths, since=start,
+                              events_since=start - dt.timedelta(minutes=cfg.window_minutes))
         period = {"now": now, "hours": cfg.hours}
         sql.run(con, "online_items", **period)
         catalogue, known, mass = sql.fetch_one(con, "online_catalogue")

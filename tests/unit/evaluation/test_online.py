@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 
 import pyarrow as pa
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from recsys import columns as C
 from recsys.config import AttributionConfig, Paths
 from recsys.data.landing import part_name
-from recsys.evaluation.online import impression_parts, online_report
+from recsys.evaluation.online import event_parts, impression_parts, online_report
 from recsys.files import atomic_write_parquet
 
 NOW = dt.datetime(2026, 3, 2)  # the period is the 24 h before: all of 1 March
@@ -204,3 +205,15 @@ def test_parts_named_well_before_the_period_are_not_read(paths):
     assert [p.name[-14:] for p in impression_parts(paths, since=at(1, 30))] == \
         ["000001.parquet", "000002.parquet"]  # within the hour of slack
     assert [p.name[-14:] for p in impression_parts(paths, since=at(3))] == ["000002.parquet"]
+
+
+def test_landing_parts_written_long_before_the_period_are_not_read(traffic):
+    """Ingestion refuses events more than a day ahead of it: a part written two days before the
+    period cannot hold one of its events."""
+    write_events(traffic, [event("x1", "u1", "x", "click", at(10, 3))], seq=3)
+    two_days = (DAY - dt.timedelta(days=2)).replace(tzinfo=dt.UTC).timestamp()
+    os.utime(traffic.landing_events / part_name(3), (two_days, two_days))
+    assert [p.name for p in event_parts(traffic, since=DAY)] == [part_name(2)]
+    assert len(event_parts(traffic)) == 2
+    report = online_report(traffic, AttributionConfig(k=2), now=NOW)
+    assert report.matched.set_index("event_type").loc["click"].tolist() == [2, 1, 0]  # not 2, 2
