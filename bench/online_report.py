@@ -5,12 +5,14 @@ in lists of ``--list-len`` from ``--versions`` model versions, and the reactions
 population would have (``--click-rate`` of impressions clicked, a third of clicks carted, a third
 of carts bought, half of them carrying the request_id, the rest credited by the window; delays
 from an exponential of mean 2 min, so some land late and out of order), plus views and a
-catalogue. Then times the refresh (``recsys.evaluation.online.online_report``: read, attribution,
-metrics), median of ``--repeat``, and prints how the time splits.
+catalogue. Then times the refresh (``recsys.evaluation.online.online_report``), median of
+``--repeat``, and prints how the time splits (items, attribution, the pass over the impressions,
+the roll-ups), the process's CPU seconds (on a shared machine the wall time also measures the
+neighbours; the CPU time less so) and the load average.
 
     .venv/bin/python bench/online_report.py                          # 10M impressions, 1,000 parts
     .venv/bin/python bench/online_report.py --impressions 1000000    # quick
-    .venv/bin/python bench/online_report.py --parts 20000            # small parts (1 s flushes)
+    .venv/bin/python bench/online_report.py --parts 20000            # small parts: file overhead
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import resource
 import shutil
 import tempfile
 import time
@@ -45,6 +48,12 @@ def cpu() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all of DuckDB's threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def ids(prefix: str, n: int) -> pa.Array:
@@ -160,15 +169,17 @@ def main() -> None:
     cfg = AttributionConfig()
     runs = []
     for _ in range(args.repeat):
-        t = time.perf_counter()
+        c, t = cpu_seconds(), time.perf_counter()
         report = online_report(paths, cfg, now=NOW)
-        runs.append((time.perf_counter() - t, report))
-    total, report = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        runs.append((time.perf_counter() - t, cpu_seconds() - c, report))
+    total, used, report = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     print(report.totals.to_string(index=False))
     print(report.matched.to_string(index=False))
-    print(f"\nrefresh (median of {args.repeat}): {total:.2f}s  "
-          f"[{', '.join(f'{k} {v:.2f}s' for k, v in report.timings.items())}]  "
-          f"all runs: {', '.join(f'{r[0]:.2f}' for r in runs)}; target < 5 s")
+    print(f"\nrefresh of {report.overall.impressions:,} impressions in {args.parts:,} parts "
+          f"(median of {args.repeat}): {total:.2f} s wall, {used:.2f} s CPU; target < 5 s")
+    print("  steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
+    print(f"  all runs (wall / CPU s): {', '.join(f'{r[0]:.2f}/{r[1]:.2f}' for r in runs)}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
 
