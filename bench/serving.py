@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
 import queue
@@ -36,7 +37,15 @@ import httpx
 import numpy as np
 import torch
 
-from recsys.config import EvalConfig, Paths, ScoreConfig, TrackingConfig, TrainConfig
+from recsys.config import (
+    EvalConfig,
+    ImpressionConfig,
+    IntakeConfig,
+    Paths,
+    ScoreConfig,
+    TrackingConfig,
+    TrainConfig,
+)
 from recsys.data.features import build_features
 from recsys.data.ingest import ingest_frame
 from recsys.data.synthetic import SyntheticConfig, generate
@@ -65,6 +74,60 @@ def prepare(home: Path, n_items: int, n_users: int) -> tuple[Paths, list[str]]:
     if registry.champion() is None:  # a brief model may lose to popularity: serve it anyway
         registry.promote(result.version, "bench: serve the briefly trained model")
     return paths, users
+
+
+def machine() -> str:
+    """The CPU the figures come from: lscpu's model name, cores, and the vector extensions."""
+    try:
+        info = dict(line.split(":", 1) for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+            if ":" in line)
+    except (OSError, subprocess.CalledProcessError):
+        return f"CPU: {os.cpu_count()} cores (lscpu not available)"
+    flags = set(info.get("Flags", "").split())
+    vector = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
+                          "amx_tile", "amx_bf16") if f in flags]
+    return (f"CPU: {info.get('Model name', '?').strip()}, {os.cpu_count()} cores "
+            f"({' '.join(vector) or 'no AVX'})")
+
+
+def start_service(paths: Paths, impressions: ImpressionConfig | None = None,
+                  intake: IntakeConfig | None = None) -> tuple[subprocess.Popen, str]:
+    """``recsys serve`` over ``paths`` in its own process (configs the CLI does not expose
+    are passed through ``service.serve``); returns the process and its URL once healthy."""
+    port = free_port()
+    configs = json.dumps({"paths": paths.model_dump(mode="json"), "port": port,
+                          "intake": (intake or IntakeConfig()).model_dump(mode="json"),
+                          "impressions": (impressions or ImpressionConfig()).model_dump(
+                              mode="json")})
+    code = ("import json, sys\n"
+            "from recsys.config import ImpressionConfig, IntakeConfig, Paths, ServeConfig\n"
+            "from recsys.scoring.service import serve\n"
+            "c = json.loads(sys.argv[1])\n"
+            "serve(Paths(**c['paths']), ServeConfig(port=c['port']), "
+            "intake=IntakeConfig(**c['intake']), impressions=ImpressionConfig(**c['impressions']))")
+    env = {**os.environ, "RECSYS_TRACKING_HOME": str(paths.tracking_home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    server = subprocess.Popen([sys.executable, "-c", code, configs], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None:
+            raise RuntimeError(f"the service exited with {server.returncode}")
+        time.sleep(0.5)
+    server.terminate()
+    raise RuntimeError("the service did not become healthy in 5 minutes")
+
+
+def stop_service(server: subprocess.Popen | None) -> None:
+    if server is not None and server.poll() is None:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def percentiles(ms: list[float]) -> str:
@@ -193,6 +256,7 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         paths, users = prepare(home, args.items, args.users)
+        print(machine())
         print(f"set-up: {args.items:,} items, {args.users:,} users "
               f"({time.perf_counter() - t0:.0f} s); torch threads {torch.get_num_threads()}")
         registry = Registry(paths, TrackingConfig())
@@ -210,20 +274,7 @@ def main() -> None:
             print(f"  {label:24s} {percentiles(ms)}; test NDCG@10 {ndcg:.4f} "
                   f"({ndcg - base_ndcg:+.4f} vs fp32)")
 
-        port = free_port()
-        env = {**os.environ, "RECSYS_TRACKING_HOME": str(paths.tracking_home)}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "recsys"), "serve", "--port", str(port),
-             "--home", str(paths.root)], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        server, url = start_service(paths)
         print("\nHTTP on loopback, open loop (latency from the scheduled send time):")
         for rate in (200, 400, 800, 1600):
             r = open_loop(url, users, rate, args.seconds)
@@ -243,9 +294,7 @@ def main() -> None:
         print(f"\nbatch scoring: {report.users:,} users in {secs:.1f} s = "
               f"{report.users / secs:,.0f} users/s (model load and DuckDB writes included)")
     finally:
-        if server:
-            server.terminate()
-            server.wait(timeout=30)
+        stop_service(server)
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
 

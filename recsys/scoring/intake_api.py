@@ -16,7 +16,14 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from recsys.config import IntakeConfig
-from recsys.data.intake import Intake, IntakeUnavailable, dumps, loads, request_rows
+from recsys.data.intake import (
+    Intake,
+    IntakeUnavailable,
+    dumps,
+    json_kind,
+    loads,
+    request_rows,
+)
 
 
 class Event(BaseModel):
@@ -106,7 +113,7 @@ def _entries(body: bytes, config: IntakeConfig) -> list:
         return [data]
     if not isinstance(data, list):
         raise HTTPException(422, "expected one event (a JSON object) or a JSON array of "
-                                 f"events, got {type(data).__name__}")
+                                 f"events, got {json_kind(data)}")
     if not data:
         raise HTTPException(422, "the array holds no events")
     if len(data) > config.max_request_events:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 MAX_K = 1000
 MAX_ID_LEN = 256
+GIL_SWITCH_S = 0.001  # see serve()
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,8 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
                 "landing_seq": follower.histories.seq if follower.histories else 0,
                 "users": len(follower.histories.users) if follower.histories else 0,
                 "intake": {"rows_journaled": journal.rows, "fsyncs": journal.fsyncs,
-                           "segments_waiting": journal.waiting()},
+                           "segments_waiting": journal.waiting(),
+                           "last_seal_s": journal.last_seal_s},
                 "impressions": {"written": shown.written, "dropped": shown.dropped}}
 
     @app.get("/model")
@@ -293,5 +296,9 @@ def serve(paths: Paths | None = None, serving: ServeConfig | None = None,
 
     serving = serving or ServeConfig()
     torch.set_num_threads(threads)
+    # The event loop shares the GIL with the batcher's and the intake's threads, which give it
+    # up in every system call and DuckDB or torch call; at Python's default 5 ms switch interval
+    # each return waited up to 5 ms for a busy loop (a group commit's fsync, over a dozen).
+    sys.setswitchinterval(GIL_SWITCH_S)
     uvicorn.run(create_app(paths, intake=intake, impressions=impressions), host=serving.host,
                 port=serving.port, log_level="info")
