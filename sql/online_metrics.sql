@@ -27,7 +27,7 @@ people AS (
     GROUP BY GROUPING SETS ((model_version, hour), (model_version), (hour), ())
 ),
 credited AS (  -- one row per credited impression, its reactions as flags
-    SELECT coalesce(model_version, 'unknown') AS model_version, shown_ts, position,
+    SELECT model_version, shown_ts, position,
            bool_or(event_type = 'click') AS clicked,
            bool_or(event_type = 'cart') AS carted,
            bool_or(event_type = 'purchase') AS purchased

@@ -8,11 +8,11 @@ WITH shown AS (
     GROUP BY GROUPING SETS ((model_version, position), (position))
 ),
 clicked AS (
-    SELECT coalesce(model_version, 'unknown') AS model_version, position,
+    SELECT model_version, position,
            count(DISTINCT request_id) AS clicked
     FROM attributed
     WHERE matched_by IS NOT NULL AND event_type = 'click'
-    GROUP BY GROUPING SETS ((coalesce(model_version, 'unknown'), position), (position))
+    GROUP BY GROUPING SETS ((model_version, position), (position))
 )
 SELECT s.model_version, s.position, s.impressions, coalesce(c.clicked, 0) AS clicked,
        coalesce(c.clicked, 0) / s.impressions AS ctr

@@ -1,19 +1,34 @@
 -- What was shown, per model version and hour of the period [$now - $hours, $now), as temp table
--- online_shown (relations: impressions, online_items). Parameters: $now, $hours, $k, and from
--- online_catalogue.sql $known_items (the bitmaps' width) and $mass (events in the period plus
--- known items).
--- The one pass over the period's impressions that the metrics need, each joined to its item:
--- counts (requests are answers: each has a row at position 1), the users of the answers (from
--- those rows; repeats are dropped later), impressions per position (the position-bias curve), a bitmap of the items served (bit i = item of index i in online_items;
--- ORed over hours, distinct items over the period), served items the report does not know, and
--- the summed self-information of the items shown, -log2 p(item) with
--- p(item) = (events of the item in the period + 1) / (events in the period + known items).
--- Bitmaps over a 72-row group keep distinct items exact without a hash table of
--- (version, hour, item): the join is on the small item table, the aggregate on 24 hours.
+-- online_shown (relations: impressions, online_items, online_reactions). Parameters: $now,
+-- $hours, $k, and from online_catalogue.sql $known_items (the bitmaps' width) and $mass (events
+-- in the period plus known items).
+-- The one pass over the period's impressions, each joined to its item and to the reactions that
+-- could credit it, that attribution and the metrics share (a scan of the impressions costs more
+-- than the joins):
+--   counts (requests are answers: each has a row at position 1), the users of the answers (from
+--   those rows; repeats are dropped later), impressions per position (the position-bias curve);
+--   a bitmap of the items served (bit i: the item of index i in online_items; ORed over hours,
+--   the distinct items of the period, exact without a hash table of (version, hour, item)), and
+--   the served items the report does not know;
+--   the summed self-information of the items shown, -log2 p(item) with
+--   p(item) = (events of the item in the period + 1) / (events in the period + known items);
+--   candidates: the impressions that share a key with reactions, with those reactions (n), for
+--   attribution.sql to judge. A reaction's keys: its user and item, and, when it names a
+--   request, that request and its item (which finds the request's anonymous impressions).
 CREATE OR REPLACE TEMP TABLE online_shown AS
 WITH bounds AS (
     SELECT CAST($now AS TIMESTAMP) AS t1,
            CAST($now AS TIMESTAMP) - to_microseconds(CAST($hours * 3600e6 AS BIGINT)) AS t0
+),
+wanted AS (  -- one row per key, so that the join never repeats an impression
+    SELECT item_id, false AS anonymous, user_id AS who, list(n) AS reactions
+    FROM online_reactions
+    GROUP BY item_id, user_id
+    UNION ALL
+    SELECT item_id, true, request_id, list(n)
+    FROM online_reactions
+    WHERE request_id IS NOT NULL
+    GROUP BY item_id, request_id
 )
 SELECT coalesce(i.model_version, 'unknown') AS model_version, date_trunc('hour', i.ts) AS hour,
        count(*) AS impressions,
@@ -25,8 +40,16 @@ SELECT coalesce(i.model_version, 'unknown') AS model_version, date_trunc('hour',
        bitstring_agg(o.idx, 1, greatest($known_items, 1)) AS item_bits,
        list_distinct(coalesce(list(i.item_id) FILTER (WHERE o.idx IS NULL), []))
            AS unknown_items,
-       sum(-log2((coalesce(o.n, 0) + 1) / greatest($mass, 1))) AS surprise
+       sum(-log2((coalesce(o.n, 0) + 1) / greatest($mass, 1))) AS surprise,
+       -- CASE builds the struct only for the few matched rows
+       coalesce(list(CASE WHEN w.reactions IS NOT NULL THEN {
+           'request_id': i.request_id, 'position': i.position, 'variant': i.variant,
+           'ts': i.ts, 'anonymous': i.user_id IS NULL, 'reactions': w.reactions} END)
+           FILTER (WHERE w.reactions IS NOT NULL), []) AS candidates
 FROM impressions AS i
 JOIN bounds AS b ON i.ts >= b.t0 AND i.ts < b.t1
 LEFT JOIN online_items AS o ON o.item_id = i.item_id
+LEFT JOIN wanted AS w
+    ON w.item_id = i.item_id AND w.anonymous = (i.user_id IS NULL)
+    AND w.who = coalesce(i.user_id, i.request_id)
 GROUP BY ALL

@@ -1,10 +1,11 @@
 """Online metrics: what was shown (impressions) against what users did next (landed events).
 
-Runs ``sql/attribution.sql`` (each click, cart and purchase credited to one impression or none),
-then one pass over the period's impressions (``sql/online_shown.sql``) from which
-``sql/online_metrics.sql`` and ``sql/online_positions.sql`` roll up, on an in-memory DuckDB over
-the immutable Parquet parts of the impressions zone and the landing zone. Nothing is written and
-no DuckDB file is opened, so a report never waits for (or blocks) the feature store's one writer.
+On an in-memory DuckDB over the immutable Parquet parts of the impressions zone and the landing
+zone: the period's items and reactions, one pass over the period's impressions
+(``sql/online_shown.sql``) that both ``sql/attribution.sql`` (each click, cart and purchase
+credited to one impression or none) and the roll-ups (``sql/online_metrics.sql``,
+``sql/online_positions.sql``) read. Nothing is written and no DuckDB file is opened, so a report
+never waits for (or blocks) the feature store's one writer.
 """
 
 from __future__ import annotations
@@ -140,9 +141,32 @@ def open_sources(con: duckdb.DuckDBPyConnection, paths: Paths,
     return "events"
 
 
+def prepare(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, now: dt.datetime,
+            clock: LapClock | None = None) -> int:
+    """The steps before attribution and the metrics, on a connection with :func:`open_sources`.
+
+    Temp tables: the period's items (``online_items``), the reactions attribution judges
+    (``online_reactions``) and the one pass over the period's impressions (``online_shown``).
+    Returns the catalogue's size.
+    """
+    clock = clock or LapClock()
+    period = {"now": now, "hours": cfg.hours}
+    sql.run(con, "online_items", **period)
+    catalogue, known, mass = sql.fetch_one(con, "online_catalogue")
+    sql.run(con, "online_reactions", **period, window_minutes=cfg.window_minutes)
+    clock.lap("items and reactions")
+    sql.run(con, "online_shown", **period, k=cfg.k, known_items=known, mass=mass)
+    clock.lap("impressions")
+    return catalogue
+
+
 def attribute(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig,
               now: dt.datetime) -> duckdb.DuckDBPyRelation:
-    """The period's reactions with the impression each is credited to (``attribution.sql``)."""
+    """The period's reactions with the impression each is credited to (``attribution.sql``).
+
+    On a connection with :func:`open_sources`; runs :func:`prepare` first.
+    """
+    prepare(con, cfg, now)
     return sql.query(con, "attribution", now=now, hours=cfg.hours,
                      window_minutes=cfg.window_minutes)
 
@@ -175,16 +199,11 @@ def online_report(paths: Paths, cfg: AttributionConfig | None = None,
     with sql.connect() as con:
         source = open_sources(con, paths, since=start,
                               events_since=start - dt.timedelta(minutes=cfg.window_minutes))
-        period = {"now": now, "hours": cfg.hours}
-        sql.run(con, "online_items", **period)
-        catalogue, known, mass = sql.fetch_one(con, "online_catalogue")
-        clock.lap("items")
-        attribute(con, cfg, now).to_table("attributed")
+        catalogue = prepare(con, cfg, now, clock)
+        sql.query(con, "attribution", now=now, hours=cfg.hours,
+                  window_minutes=cfg.window_minutes).to_table("attributed")
         clock.lap("attribution")
-        sql.run(con, "online_shown", **period, k=cfg.k, known_items=known, mass=mass)
-        clock.lap("impressions")
-        metrics = _frame(sql.query(con, "online_metrics", **period, k=cfg.k,
-                                   catalogue_items=catalogue))
+        metrics = _frame(sql.query(con, "online_metrics", k=cfg.k, catalogue_items=catalogue))
         positions = _frame(sql.query(con, "online_positions"))
         matched = sql.query(con, "online_matched").df()
         clock.lap("metrics")
