@@ -210,6 +210,8 @@ def main() -> None:
         print(f"set-up: {args.items:,} items, {args.users:,} users "
               f"({time.perf_counter() - t0:.0f} s); journal on {paths.intake} "
               f"({fs_type(paths.root)})")
+        print("\nCPU costs, in process:")
+        cpu_costs(paths)
         on, url_on = start_service(paths)
         servers.append(on)
         off, url_off = start_service(paths, impressions=ImpressionConfig(enabled=False))
@@ -262,6 +264,48 @@ def main() -> None:
             stop_service(server)
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def cpu_costs(paths) -> None:
+    """CPU per unit of work, in this process: robust to a busy machine, unlike latencies."""
+    import pyarrow as pa
+
+    from recsys import sql
+    from recsys.config import IngestConfig
+    from recsys.data.impressions import ImpressionLog
+    from recsys.data.ingest import EVENT_RAW_COLUMNS, validate_event_rows
+    from recsys.data.readers import NONSCALAR
+    from recsys.timeutil import utc_now
+
+    shown = ImpressionLog(paths.model_copy(update={"root": paths.root / "cost"}))
+    items, scores = [f"i{i}" for i in range(10)], [1.0 - i / 10 for i in range(10)]
+    log_s = write_s = 0.0
+    rounds = 50
+    for r in range(rounds + 5):  # a second of answers at 200/s, then its write; 5 to warm up
+        t = time.process_time()
+        for i in range(200):
+            shown.log(f"r{r}-{i}", f"u{i}", items, scores, "1")
+        t1 = time.process_time()
+        shown.flush()
+        if r >= 5:
+            log_s, write_s = log_s + t1 - t, write_s + time.process_time() - t1
+    log_us, write_ms = log_s / (200 * rounds) * 1e6, write_s / rounds * 1e3
+    print(f"  impressions: log() {log_us:.1f} us CPU per answer of 10 items on the request path; "
+          f"the writer {write_ms:.1f} ms CPU per second at 200 answers/s")
+
+    con = sql.connect()
+    con.execute("SET threads = 1")
+    for rows in (1, 100, 1000):
+        table = pa.table({c: pa.array([None] * rows, pa.string()) for c in
+                          (*EVENT_RAW_COLUMNS, NONSCALAR)} | {"_row": pa.array(range(rows))})
+        table = table.set_column(1, "user_id", pa.array(["u"] * rows))
+        validate_event_rows(con, table, IngestConfig(), utc_now())
+        t = time.process_time()
+        for _ in range(20):
+            validate_event_rows(con, table, IngestConfig(), utc_now())
+        print(f"  intake: validating a group of {rows:5,d} rows costs "
+              f"{(time.process_time() - t) / 20 * 1e3:.1f} ms CPU (one DuckDB call)")
+    con.close()
 
 
 def journal(url: str) -> dict:

@@ -286,12 +286,34 @@ def validate_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, config: Inges
     """
     con.register("raw_events", raw)
     try:
-        return sql.query(
-            con, "validate_events", now=now, max_future_seconds=config.max_future_seconds,
-            min_ts=config.min_ts, max_id_len=config.max_id_len, event_types=list(C.EVENT_TYPES),
-        ).to_arrow_table()
+        return sql.query(con, "validate_events", **_validation_params(config, now)
+                         ).to_arrow_table()
     finally:
         con.unregister("raw_events")
+
+
+def validate_event_rows(con: duckdb.DuckDBPyConnection, raw: pa.Table, config: IngestConfig,
+                        now: dt.datetime) -> dict[str, list]:
+    """``validate_events`` for a small batch, as Python lists by column.
+
+    The statement's binding and planning is most of the cost of a few rows (about 10 ms);
+    executing it directly binds it once, where a relation binds it twice (a third less CPU for
+    the HTTP intake's group commits). Big chunks keep the relation: it avoids copying rows.
+    """
+    con.register("raw_events", raw)
+    try:
+        result = sql.run(con, "validate_events", **_validation_params(config, now))
+        names = [d[0] for d in result.description]
+        return dict(zip(names, map(list, zip(*result.fetchall(), strict=True)), strict=True)) \
+            if raw.num_rows else {n: [] for n in names}
+    finally:
+        con.unregister("raw_events")
+
+
+def _validation_params(config: IngestConfig, now: dt.datetime) -> dict:
+    return {"now": now, "max_future_seconds": config.max_future_seconds,
+            "min_ts": config.min_ts, "max_id_len": config.max_id_len,
+            "event_types": list(C.EVENT_TYPES)}
 
 
 def _numbered(chunk: RawChunk) -> pa.Table:

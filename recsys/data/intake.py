@@ -57,7 +57,7 @@ import pyarrow as pa
 
 from recsys import sql
 from recsys.config import IngestConfig, IntakeConfig, Paths
-from recsys.data.ingest import EVENT_RAW_COLUMNS, Ingestor, IngestReport, validate_events
+from recsys.data.ingest import EVENT_RAW_COLUMNS, Ingestor, IngestReport, validate_event_rows
 from recsys.data.landing import LandingZone
 from recsys.data.readers import NONSCALAR, Malformed, RawChunk, json_row
 from recsys.timeutil import utc_now
@@ -376,7 +376,7 @@ def _prevalidate(con, rows: list[dict], config: IngestConfig) -> list[tuple]:
     table = pa.table({c: pa.array([rows[n].get(c) for n in objects], pa.string())
                       for c in (*EVENT_RAW_COLUMNS, NONSCALAR)}
                      | {ROW: pa.array(objects, pa.int64())})
-    checked = validate_events(con, table, config, utc_now()).to_pydict()
+    checked = validate_event_rows(con, table, config, utc_now())
     for n, status, reason, detail, user, ts, item, kind in zip(
             checked[ROW], checked["status"], checked["reason"], checked["detail"],
             checked["user_id"], checked["ts"], checked["item_id"], checked["event_type"],
