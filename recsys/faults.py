@@ -27,6 +27,7 @@ POINTS = {
     "train": ("train.after_fit", "train.after_register", "registry.between_aliases"),
     "score": ("score.after_chunk", "score.before_swap", "score.after_swap",
               "files.before_rename"),
+    "experiment": ("experiment.after_decision", "experiment.after_promote"),
     "forget": ("forget.after_first_part", "forget.after_landing", "forget.after_store"),
 }
 

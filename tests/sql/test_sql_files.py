@@ -5,16 +5,20 @@ from __future__ import annotations
 import pandas as pd
 
 from recsys import sql
-from recsys.config import UpdateConfig
+from recsys.config import ExperimentConfig, UpdateConfig
+from recsys.data.experiments import Experiment
 from recsys.data.features import build_features, get_watermark, open_store, read_store
 from recsys.data.ingest import ingest_frame
 from recsys.data.microbatch import extract, plan_batch, refresh
 from recsys.data.sequences import load_training_data
 from recsys.data.status import status_report
 from recsys.data.synthetic import generate, preset
+from recsys.evaluation.experiment_analysis import look
+from recsys.evaluation.online import online_report
 from recsys.forget import forget_user
 from recsys.models.baselines import ItemCF
 from recsys.scoring.history import RecentHistories
+from recsys.timeutil import utc_now
 from tests.unit.data.test_features import downgrade_events_to_v1
 
 
@@ -60,7 +64,18 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
     ItemCF.fit(data.train_histories(), data.n_items, data.catalogue.counts)
     report = forget_user("u", paths)  # the bad row above was theirs
     assert report.quarantine_rows_removed == 1
+    _online_statements(paths)
     assert set(sql.names()) - used == set()
+
+
+def _online_statements(paths):
+    """The online report and an experiment's look of each design (nothing served: empty)."""
+    online_report(paths)
+    for mode in ("ab", "interleave"):
+        exp = Experiment(id=f"exp-{mode}", config=ExperimentConfig(mode=mode).model_dump(),
+                         control_version="1", treatment_version="2",
+                         started_at=utc_now().isoformat())
+        assert look(paths, exp).impressions == 0
 
 
 def _served_lists_round_trip(db):

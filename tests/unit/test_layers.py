@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     # 6 use cases composing the rooms below
     "recsys.stack": 6, "recsys.forget": 6, "recsys.orchestration": 6, "recsys.backtest_run": 6,
     "recsys.stack_survey": 6, "recsys.traffic": 6, "recsys.simulate": 6,
-    "recsys.online_report_run": 6,
+    "recsys.online_report_run": 6, "recsys.experiment_run": 6,
     # 5 fit and gate; serve and batch-score
     "recsys.training": 5, "recsys.scoring": 5,
     # 4 the only door to MLflow
