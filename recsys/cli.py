@@ -21,6 +21,7 @@ from recsys.config import (
     BacktestData,
     DatasetFormat,
     EvalConfig,
+    ExperimentConfig,
     FeatureConfig,
     GateConfig,
     IngestConfig,
@@ -508,6 +509,83 @@ def simulate(
                             for c in counts.clicks_by_position)
     typer.echo(f"done: {counts.line()}")
     typer.echo(f"CTR by position 1..{simulation.k} (%): {by_position}")
+
+
+experiment_app = typer.Typer(
+    help="Online experiments: champion against challenger on live (or simulated) traffic, "
+         "by A/B split or interleaving, decided by an always-valid sequential test.",
+    no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("start")
+@config_options(experiment=(ExperimentConfig, [
+    "control", "treatment", "mode", "traffic_share", "metric", "guardrail", "alpha",
+    "effect_scale", "min_minutes", "max_minutes", "min_users"]))
+def experiment_start(experiment: ExperimentConfig, home: HomeOpt = None) -> None:
+    """Start showing TREATMENT (default: the challenger) beside CONTROL (the champion).
+
+    The real-time service picks the experiment up within seconds; the experiment-decision
+    deployment looks every minute and promotes, stops or ends it (`recsys experiment decide`
+    does one look by hand).
+    """
+    from recsys import experiment_run
+
+    try:
+        exp = experiment_run.start(_paths(home), experiment)
+    except experiment_run.ExperimentError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"experiment {exp.id} started: version {exp.treatment_version} against "
+               f"version {exp.control_version} ({experiment.mode.value}, "
+               f"{100 * experiment.traffic_share:.0f}% of users)")
+
+
+@experiment_app.command("status")
+def experiment_status(home: HomeOpt = None) -> None:
+    """Every experiment, and the evidence so far for the running one."""
+    from recsys import experiment_run
+
+    every, seen = experiment_run.status(_paths(home))
+    if not every:
+        typer.echo("no experiments yet: `recsys experiment start`")
+        return
+    for exp in every:
+        typer.echo(f"{exp.id}  {exp.status:<12} v{exp.treatment_version} vs "
+                   f"v{exp.control_version}  {exp.settings.mode.value:<10} {exp.reason or ''}")
+    if seen is not None:
+        typer.echo("")
+        typer.echo(experiment_run.markdown(seen.experiment, seen).rstrip())
+
+
+@experiment_app.command("decide")
+def experiment_decide(home: HomeOpt = None) -> None:
+    """One look at the running experiment, acted on (what the every-minute deployment runs)."""
+    from recsys import experiment_run
+
+    out = experiment_run.decide(_paths(home))
+    if out is None:
+        typer.echo("no experiment is running")
+        return
+    exp = out.experiment
+    typer.echo(f"experiment {exp.id}: {exp.status}: "
+               + (out.look.verdict.reason if out.look and not out.acted else exp.reason or ""))
+
+
+@experiment_app.command("stop")
+def experiment_stop(
+    experiment_id: Annotated[str | None, typer.Argument(
+        help="Experiment id (default: the running one).", show_default=False)] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "operator",
+    home: HomeOpt = None,
+) -> None:
+    """End an experiment now; the champion stays as it is."""
+    from recsys import experiment_run
+
+    try:
+        exp = experiment_run.stop(_paths(home), experiment_id, f"stopped by operator: {reason}")
+    except experiment_run.ExperimentError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"experiment {exp.id} stopped; the champion is unchanged")
 
 
 stack_app = typer.Typer(help="The local stack: Prefect server + worker, MLflow server, "

@@ -159,3 +159,28 @@ def _tag(registry: Registry, exp: Experiment, outcome: str, reason: str | None =
         if role == "control" and champion and champion.version != version:
             tags["experiment.control_now"] = f"{CHAMPION} is version {champion.version}"
         registry.tag(version, tags)
+
+
+def markdown(exp: Experiment, seen: Look | None) -> str:
+    """The experiment and its latest evidence, for the Prefect artifact and the CLI."""
+    s = exp.settings
+    lines = [f"# Experiment {exp.id}: {exp.status}", "",
+             f"Treatment version {exp.treatment_version} against control `{s.control}` "
+             f"(version {exp.control_version} at the start), {s.mode.value}, "
+             f"{100 * s.traffic_share:.0f}% of users, alpha {s.alpha:g}, "
+             f"{s.min_minutes:g}-{s.max_minutes:g} min.", ""]
+    if exp.reason:
+        lines += [f"**{exp.decision or exp.status}**: {exp.reason}", ""]
+    evidence = seen.verdict.evidence if seen else exp.evidence
+    if seen and not seen.verdict.final:
+        lines += [f"Now: {seen.verdict.reason}.", ""]
+    if evidence:
+        lines += [f"{evidence['minutes']:g} min, {evidence['users']:,} users, "
+                  f"{evidence['impressions']:,} impressions.", "",
+                  "| metric | control | treatment | difference | always-valid p |",
+                  "|---|---|---|---|---|"]
+        for row in (evidence.get("primary"), evidence.get("guardrail")):
+            if row:
+                lines.append(f"| {row['metric']} | {row['control']:.4f} | {row['treatment']:.4f}"
+                             f" | {row['difference']:+.4f} | {row['p_value']:.3g} |")
+    return "\n".join(lines) + "\n"

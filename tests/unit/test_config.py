@@ -96,13 +96,16 @@ def test_cli_py_restates_no_config_default():
 def _flows():
     from flows.backtest import backtest
     from flows.build_features import build_features
+    from flows.experiments import experiment_decision
     from flows.full_retrain import full_retrain
     from flows.ingest import ingest
     from flows.micro_batch import micro_batch_update
+    from flows.online_report import online_report
     from flows.replay import replay
     from flows.score import score
 
-    return [backtest, build_features, full_retrain, ingest, micro_batch_update, replay, score]
+    return [backtest, build_features, experiment_decision, full_retrain, ingest,
+            micro_batch_update, online_report, replay, score]
 
 
 def test_flow_parameters_are_the_typed_configs_with_their_defaults():
