@@ -119,6 +119,10 @@ def json_kind(value: object) -> str:
     return _JSON_KINDS.get(type(value), type(value).__name__)
 
 
+class UnreadableRequest(ValueError):
+    """The request's content broke validation itself (not one row's reason); nothing kept."""
+
+
 @dataclass
 class Outcome:
     """What became of one request's entries; ``rejected``: index (0-based), reason, detail."""
@@ -213,7 +217,12 @@ class Intake:
         try:
             while (first := self._jobs.get()) is not None:
                 jobs, stop = self._gather(first)
-                self._commit(con, jobs)
+                try:
+                    self._commit(con, jobs)
+                except Exception as exc:  # a bug must not leave every later request waiting
+                    log.exception("the intake writer failed on a group of %d", len(jobs))
+                    _settle(jobs, [(IntakeUnavailable(f"the event intake failed: {exc}"), None)]
+                            * len(jobs))
                 if stop:
                     break
         finally:
@@ -245,6 +254,15 @@ class Intake:
         rows = [row for job in jobs for row in job.rows]
         try:
             verdicts = _prevalidate(con, rows, self.ingest)
+        except Exception as exc:
+            if len(jobs) > 1:  # one request's content broke the call: the others go on alone
+                for job in jobs:
+                    self._commit(con, [job])
+                return
+            log.warning("could not validate a request of %d entries: %s", len(rows), exc)
+            _settle(jobs, [(UnreadableRequest(f"the events could not be read: {exc}"), None)])
+            return
+        try:
             self._append(rows)
         except Exception as exc:
             log.error("could not journal %d posted events: %s", len(rows), exc)

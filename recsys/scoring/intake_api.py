@@ -19,6 +19,7 @@ from recsys.config import IntakeConfig
 from recsys.data.intake import (
     Intake,
     IntakeUnavailable,
+    UnreadableRequest,
     dumps,
     json_kind,
     loads,
@@ -74,6 +75,8 @@ def events_router(intake: Intake, config: IntakeConfig) -> APIRouter:
             outcome = await intake.submit(request_rows(entries))
         except IntakeUnavailable as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+        except UnreadableRequest as exc:
+            raise HTTPException(400, str(exc)) from exc
         answer = {"accepted": outcome.accepted, "rejected": outcome.rejected}
         if not outcome.accepted:
             answer["detail"] = (f"none of the {len(entries)} events is usable; each is listed "

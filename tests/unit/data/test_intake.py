@@ -21,6 +21,7 @@ from recsys.data.ingest import ingest_frame
 from recsys.data.intake import (
     Intake,
     IntakeUnavailable,
+    UnreadableRequest,
     read_segment,
     recover,
     request_rows,
@@ -186,6 +187,18 @@ def test_a_line_cut_short_by_a_crash_is_dropped_and_a_garbled_one_quarantined(pa
     assert chunk.table.num_rows == 1 and [m.row_number for m in chunk.malformed] == [2]
     [report] = recover(paths)
     assert (report.accepted, report.n_quarantined) == (1, 1)
+
+
+def test_a_request_that_breaks_validation_itself_fails_alone(paths):
+    """A lone surrogate cannot even be encoded (orjson refuses it at the door; a plain json
+    parser lets it through): the requests committed with it in one group still land."""
+    journal = Intake(paths, IntakeConfig(group_window_ms=50, seal_interval_s=60))
+    journal.start()
+    good, bad, other = post(journal, [event(1)], [event(2, user_id="\ud800")], [event(3)])
+    journal.close()
+    assert good.accepted == other.accepted == 1
+    assert isinstance(bad, UnreadableRequest)
+    assert sorted(landed(paths).item_id) == ["i1", "i3"]
 
 
 def test_a_full_disk_is_an_error_for_the_request_then_the_next_segment_works(intake, paths):
