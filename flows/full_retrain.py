@@ -8,6 +8,7 @@ from prefect.concurrency.sync import concurrency
 
 from flows.build_features import build_features
 from flows.score import score
+from recsys import experiment_run
 from recsys import threads as thread_budget
 from recsys.config import (
     EvalConfig,
@@ -55,6 +56,11 @@ def full_retrain(features: FeatureConfig = FeatureConfig(), model: ModelConfig =
         result.markdown() + "\n" + run_link(Paths(), result.run_id)),
         description=f"full retrain {result.decision}")
     print(f"version {result.version} {result.decision}: {result.decision_reason}")
+    if result.decision == "challenger" and gate.full_retrain_online:
+        exp = experiment_run.start_for_candidate(Paths(), result.version)
+        print(f"experiment {exp.id} started: it decides whether version {result.version} "
+              "replaces the champion" if exp else "another experiment is running: "
+              f"version {result.version} waits as challenger")
     if result.promoted and score_after_promotion:
         score(threads=threads)
     return {"version": result.version, "decision": result.decision, "run_id": result.run_id,

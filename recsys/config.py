@@ -96,6 +96,11 @@ class Paths(_Config):
         return self.root / "landing" / "intake"
 
     @property
+    def experiments(self) -> Path:
+        """One JSON record per online experiment (``recsys experiment``)."""
+        return self.root / "experiments"
+
+    @property
     def impressions(self) -> Path:
         """What was shown: immutable Parquet parts written by the real-time service."""
         return self.root / "impressions"
@@ -341,6 +346,11 @@ class GateConfig(_Config):
         5000, ge=1,
         description="Most events neither model has trained on scored in that comparison (a "
                     "seeded sample).")
+    full_retrain_online: bool = Field(
+        False,
+        description="Where live traffic exists: a full retrain that passes validation waits as "
+                    "challenger and an online experiment (ExperimentConfig defaults) decides, "
+                    "instead of the offline comparison on unseen events.")
 
 
 class UpdateConfig(_Config):

@@ -76,6 +76,21 @@ def start(paths: Paths, cfg: ExperimentConfig,
     return exp
 
 
+def start_for_candidate(paths: Paths, version: str, cfg: ExperimentConfig | None = None,
+                        tracking: TrackingConfig | None = None) -> Experiment | None:
+    """A candidate from outside the champion's lineage (a full retrain) meets it online.
+
+    None when another experiment is still running: the candidate waits as challenger, and
+    the operator starts its experiment when that one ends.
+    """
+    cfg = (cfg or ExperimentConfig()).model_copy(update={"treatment": str(version)})
+    try:
+        return start(paths, cfg, tracking)
+    except ExperimentError as exc:
+        log.warning("version %s waits as challenger: %s", version, exc)
+        return None
+
+
 def _resolve(registry: Registry, name: str) -> str:
     version = registry.alias(name) if not name.isdigit() else registry.get(name)
     if version is None:

@@ -293,7 +293,14 @@ def promote_full(result: TrainResult, paths: Paths, tracking_cfg: TrackingConfig
     registry.tag(result.version, {"lineage_root": result.version,
                                   **lineage.gate_tags(verdict.figures)})
     registry.set_challenger(result.version)
-    if verdict.promote:
+    champion = registry.champion()
+    if verdict.promote and gate_cfg.full_retrain_online and champion is not None:
+        result.champion = champion.version
+        outcome = Challenge("challenger", (
+            f"{verdict.reason}; waits as challenger for an online experiment against champion "
+            f"version {champion.version} (`recsys experiment status`; `recsys promote` "
+            f"overrides)"))
+    elif verdict.promote:
         outcome = _against_champion(result, registry, net, gate_cfg, verdict.reason)
     else:
         outcome = Challenge("rejected", verdict.reason)

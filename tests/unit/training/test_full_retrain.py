@@ -313,3 +313,15 @@ def test_a_full_retrain_replaces_the_champion_only_if_not_worse_on_unseen_events
     assert out.exit_code == 0, out.output
     assert registry.champion().version == hasty.version
     assert registry.get(hasty.version).tags["decision"] == "promoted by operator"
+
+    # Where live traffic exists, a candidate that passes validation waits for an experiment.
+    from recsys import experiment_run
+
+    online = FEW.model_copy(update={"full_retrain_online": True})
+    promote_full(good, paths, gate_cfg=online)
+    assert good.decision == "challenger" and "online experiment" in good.decision_reason
+    assert registry.champion().version == hasty.version
+    assert registry.alias("challenger").version == good.version
+    exp = experiment_run.start_for_candidate(paths, good.version)
+    assert (exp.treatment_version, exp.control_version) == (good.version, hasty.version)
+    assert experiment_run.start_for_candidate(paths, good.version) is None  # one at a time
