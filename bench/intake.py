@@ -37,7 +37,7 @@ import numpy as np
 # bench/ is the script's folder, so its sibling imports as a top-level module.
 from serving import machine, open_loop, prepare, start_service, stop_service
 
-from recsys.config import ImpressionConfig
+from recsys.config import ImpressionConfig, IntakeConfig
 from recsys.data.intake import dumps, loads
 from recsys.data.landing import LandingZone
 
@@ -197,6 +197,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per load phase")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--visible", type=int, default=300, help="event-to-visible samples")
+    parser.add_argument("--window-ms", type=float, default=IntakeConfig().group_window_ms,
+                        help="the service's group-commit window (IntakeConfig.group_window_ms)")
     parser.add_argument("--home", type=Path, default=None,
                         help="keep the prepared store here and reuse it on the next run")
     args = parser.parse_args()
@@ -212,9 +214,11 @@ def main() -> None:
               f"({fs_type(paths.root)})")
         print("\nCPU costs, in process:")
         cpu_costs(paths)
-        on, url_on = start_service(paths)
+        intake = IntakeConfig(group_window_ms=args.window_ms)
+        on, url_on = start_service(paths, intake=intake)
         servers.append(on)
-        off, url_off = start_service(paths, impressions=ImpressionConfig(enabled=False))
+        off, url_off = start_service(paths, impressions=ImpressionConfig(enabled=False),
+                                     intake=intake)
         servers.append(off)
         d = args.duration
 
@@ -235,7 +239,8 @@ def main() -> None:
         print(verdict(diff < 1.0, "p99 worse by less than 1 ms"))
 
         host, port = "127.0.0.1", int(url_on.rsplit(":", 1)[1])
-        print("\nPOST /events, every answer after the journal's fsync:")
+        print(f"\nPOST /events, every answer after the journal's fsync "
+              f"(group window {args.window_ms:g} ms):")
         before = journal(url_on)
         r = asyncio.run(closed_loop(host, port, 100, args.connections, d, "b", on.pid))
         print(line(f"batches of 100, {args.connections} connections", r, "events", 100))
