@@ -10,8 +10,16 @@ the world's ground truth says (``World.click_probability``) under a position-bia
 the simulator behind the stack does; only serving and logging are skipped.
 
 Two "models" of known quality rank each request's items by the world's true click
-probability plus Gaussian noise of their own size (``Ranker.noise``): the smaller the noise,
-the better the model, by an amount the simulation can state exactly (``true_ctr``).
+probability plus Gaussian noise of their own size (``Ranker.noise``, fresh for every request):
+the smaller the noise, the better the model, by an amount the simulation can state exactly
+(``true_ctr``).
+
+Speed. The truth for every (user, item) pair but the near-successor term depends only on the
+user's interests, which an experiment does not move, so :class:`Population` computes it once
+per world (``click_probability`` with no last item) and a request only adds the successor
+term of its user's last item; and the team draft runs for a whole minute's requests at once
+(:func:`team_draft_batch`, the same draft as ``interleave.team_draft``, checked against it
+by the tests).
 """
 
 from __future__ import annotations
@@ -19,11 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from recsys.config import ExperimentConfig, ExperimentMode
 from recsys.data.world import World
 from recsys.evaluation.experiment_decision import ArmTotals, InterleaveTotals, Verdict, judge
-from recsys.evaluation.interleave import TREATMENT, team_draft
 
 
 @dataclass(frozen=True)
@@ -32,11 +40,35 @@ class Ranker:
 
     noise: float
 
-    def rank(self, rng: np.random.Generator, truth: np.ndarray, k: int) -> np.ndarray:
-        scores = truth + self.noise * rng.standard_normal(truth.shape) if self.noise else truth
-        top = np.argpartition(-scores, k, axis=1)[:, :k]
+    def rank(self, truth: np.ndarray, k: int, normals: np.ndarray) -> np.ndarray:
+        """``(B, k)`` item indices, best first, of each row of ``truth`` ``(B, n_items)``.
+
+        ``normals``: standard normal noise of ``truth``'s shape (``NoisePool.draw``).
+        """
+        scores = truth + np.float32(self.noise) * normals if self.noise else truth
+        top = np.argpartition(scores, -k, axis=1)[:, -k:]
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
         return np.take_along_axis(top, order, axis=1)
+
+
+class NoisePool:
+    """Standard normal noise for many requests, cut from one pool drawn once per run.
+
+    Why: drawing fresh normals for every (request, item) was two thirds of a run's time; a
+    window of the pool at a random offset costs a copy. Each request gets its own random
+    window, so a model's errors stay independent of the item, the user and the request, up to
+    sharing one pool (two requests' windows may overlap shifted by a random distance: an
+    item's noise in one is another item's in the other, a dependence no experiment can see).
+    """
+
+    def __init__(self, rng: np.random.Generator, size: int = 1 << 21):
+        self.rng = rng
+        self.pool = rng.standard_normal(size, dtype=np.float32)
+
+    def draw(self, shape: tuple[int, int]) -> np.ndarray:
+        rows, width = shape
+        windows = sliding_window_view(self.pool, width)
+        return windows[self.rng.integers(0, len(windows), rows)]
 
 
 @dataclass(frozen=True)
@@ -61,82 +93,201 @@ class Outcome:
     impressions: int
 
 
-def run(world: World, cfg: ExperimentConfig, control: Ranker, treatment: Ranker | None,
-        seed: int, traffic: Traffic = Traffic()) -> Outcome:
+class Population:
+    """The world's users' click probabilities over the whole catalogue, computed once.
+
+    ``base[u, i]`` is ``World.click_probability`` of user ``u`` for item ``i`` with no last
+    item (float32, ``n_users * n_items * 4`` bytes: 32 MB for the small world);
+    :meth:`truth` adds the near-successor term of each request's last item.
+    """
+
+    def __init__(self, world: World, chunk: int = 500):
+        self.world = world
+        every = np.arange(world.n_items)
+        rows = []
+        for start in range(0, world.n_users, chunk):
+            users = np.arange(start, min(start + chunk, world.n_users))
+            grid = np.broadcast_to(every, (len(users), world.n_items))
+            rows.append(world.click_probability(users, np.full(len(users), -1), grid)
+                        .astype(np.float32))
+        self.base = np.concatenate(rows) if rows else np.zeros((0, world.n_items), np.float32)
+
+    @property
+    def n_users(self) -> int:
+        return self.world.n_users
+
+    def truth(self, users: np.ndarray, last_items: np.ndarray) -> np.ndarray:
+        """``(B, n_items)`` click probabilities, as ``World.click_probability`` gives them."""
+        p = self.base[users]  # a copy: fancy indexing
+        last = np.asarray(last_items, dtype=np.int64)
+        has = np.flatnonzero(last >= 0)
+        if has.size:
+            near = self.world.successors(last[has])  # (b, 3); a repeat is added once, as there
+            rows = has[:, None]
+            p[rows, near] = np.minimum(p[rows, near] + self.world.tastes.successor, 1.0)
+        return p
+
+
+def run(world: World | Population, cfg: ExperimentConfig, control: Ranker,
+        treatment: Ranker | None, seed: int, traffic: Traffic = Traffic()) -> Outcome:
     """One experiment until it decides or reaches ``cfg.max_minutes``.
 
     ``treatment=None`` is an A/A experiment with two copies of the control: both arms get the
-    very same list for the same request.
+    very same list for the same request. Pass a :class:`Population` to share its truth table
+    between many runs (building it takes about a second for the small world).
     """
+    pop = world if isinstance(world, Population) else Population(world)
     rng = np.random.default_rng(seed)
-    world = world.copy()
-    n_users, k = world.n_users, traffic.k
-    exam = (1.0 / np.arange(1, k + 1)) ** traffic.eta
+    last_item = pop.world.last_item.copy()  # users move on in this run only
+    tastes = pop.world.tastes
+    buy = tastes.cart_after_click * tastes.purchase_after_cart
+    n_users, k = pop.n_users, traffic.k
+    exam = ((1.0 / np.arange(1, k + 1)) ** traffic.eta).astype(np.float32)
     treated = rng.random(n_users) < 0.5  # the salted hash's split, as a fresh coin per run
     activity = rng.lognormal(0.0, traffic.activity_sigma, n_users)
     activity /= activity.sum()
     s2 = traffic.propensity_sigma ** 2
-    propensity = rng.lognormal(-s2 / 2, traffic.propensity_sigma, n_users)
+    propensity = rng.lognormal(-s2 / 2, traffic.propensity_sigma, n_users).astype(np.float32)
+    noise = NoisePool(rng)
     acc = _Accumulator(n_users)
     impressions = 0
     minute, verdict = 0, None
     while minute < cfg.max_minutes:
         minute += 1
         users = rng.choice(n_users, traffic.requests_per_minute, p=activity)
-        every = np.broadcast_to(np.arange(world.n_items), (len(users), world.n_items))
-        truth = world.click_probability(users, world.last_item[users], every)
-        truth = np.minimum(truth * propensity[users][:, None], 1.0)
-        lists_c = control.rank(rng, truth, k)
-        lists_t = lists_c if treatment is None else treatment.rank(rng, truth, k)
+        truth = pop.truth(users, last_item[users])  # what the models try to rank by
+        lists_c = control.rank(truth, k, noise.draw(truth.shape))
+        lists_t = (lists_c if treatment is None
+                   else treatment.rank(truth, k, noise.draw(truth.shape)))
         if cfg.mode == ExperimentMode.ab:
             shown = np.where(treated[users][:, None], lists_t, lists_c)
-            clicks, buys = _react(rng, world, truth, shown, exam)
+        else:
+            coins = rng.random((len(users), k // 2 + 1)) < 0.5
+            shown, teams = team_draft_batch(lists_c, lists_t, k, coins)
+        clicks = _click(rng, truth, shown, exam, propensity[users])
+        buys = clicks & (rng.random(shown.shape) < buy)
+        if cfg.mode == ExperimentMode.ab:
             acc.add_ab(users, treated[users], clicks, buys)
         else:
-            shown, teams = _interleave(lists_c, lists_t, k, seed, minute)
-            clicks, buys = _react(rng, world, truth, shown, exam)
             acc.add_interleaved(users, teams, clicks, buys)
         impressions += shown.size
         clicked_any = clicks.any(axis=1)
         last = shown[np.arange(len(users)), np.argmax(clicks, axis=1)]
-        world.last_item[users[clicked_any]] = last[clicked_any]
+        last_item[users[clicked_any]] = last[clicked_any]
         verdict = judge(cfg, float(minute), acc.totals(cfg.mode), impressions)
         if verdict.final:
             break
     return Outcome(verdict, minute, impressions)
 
 
-def true_ctr(world: World, ranker: Ranker, seed: int = 0, requests: int = 2000,
+def _click(rng: np.random.Generator, truth: np.ndarray, shown: np.ndarray, exam: np.ndarray,
+           propensity: np.ndarray) -> np.ndarray:
+    """``(B, k)`` whether each shown item is clicked: looked at (position bias), then liked.
+
+    A user's click propensity scales how often they click what they like, not what they like:
+    the models rank by the taste alone.
+    """
+    p = np.take_along_axis(truth, shown, axis=1) * propensity[:, None] * exam
+    return rng.random(shown.shape, dtype=np.float32) < np.minimum(p, 1.0)
+
+
+def true_ctr(world: World | Population, ranker: Ranker, seed: int = 0, requests: int = 2000,
              traffic: Traffic = Traffic()) -> float:
-    """The ranker's expected clicks per impression on this world (no experiment)."""
+    """The ranker's expected clicks per impression on this world (no experiment).
+
+    Users drawn uniformly, as they are (``traffic``'s heterogeneity is mean-preserving and
+    independent of taste, so it leaves this expectation unchanged up to clipping at 1).
+    The same ``seed`` gives two rankers the same users: their difference is paired.
+    """
+    pop = world if isinstance(world, Population) else Population(world)
     rng = np.random.default_rng(seed)
-    users = rng.integers(0, world.n_users, requests)
-    every = np.broadcast_to(np.arange(world.n_items), (requests, world.n_items))
-    truth = world.click_probability(users, world.last_item[users], every)
-    shown = ranker.rank(rng, truth, traffic.k)
+    total = 0.0
     exam = (1.0 / np.arange(1, traffic.k + 1)) ** traffic.eta
-    return float((np.take_along_axis(truth, shown, axis=1) * exam).mean())
+    for start in range(0, requests, 1000):
+        users = rng.integers(0, pop.n_users, min(1000, requests - start))
+        truth = pop.truth(users, pop.world.last_item[users])
+        shown = ranker.rank(truth, traffic.k, rng.standard_normal(truth.shape, np.float32))
+        total += float((np.take_along_axis(truth, shown, axis=1) * exam).sum())
+    return total / (requests * traffic.k)
 
 
-def _react(rng, world: World, truth: np.ndarray, shown: np.ndarray,
-           exam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    p = np.take_along_axis(truth, shown, axis=1) * exam
-    clicks = rng.random(shown.shape) < p
-    t = world.tastes
-    buys = clicks & (rng.random(shown.shape) < t.cart_after_click * t.purchase_after_cart)
-    return clicks, buys
+def true_margin(world: World | Population, control: Ranker, treatment: Ranker, seed: int = 0,
+                requests: int = 20_000, traffic: Traffic = Traffic()) -> tuple[float, float]:
+    """The treatment's interleaving preference margin, and the share of requests decided.
+
+    The margin is what ``interleave_estimate`` estimates, (wins - losses) / decided, over
+    ``requests`` interleaved requests with no experiment around them (users drawn as
+    ``traffic`` says, with its heterogeneity; their last items as the world left them).
+    """
+    pop = world if isinstance(world, Population) else Population(world)
+    rng = np.random.default_rng(seed)
+    k = traffic.k
+    exam = ((1.0 / np.arange(1, k + 1)) ** traffic.eta).astype(np.float32)
+    activity = rng.lognormal(0.0, traffic.activity_sigma, pop.n_users)
+    s2 = traffic.propensity_sigma ** 2
+    propensity = rng.lognormal(-s2 / 2, traffic.propensity_sigma, pop.n_users).astype(np.float32)
+    wins = losses = decided = 0
+    for start in range(0, requests, 1000):
+        users = rng.choice(pop.n_users, min(1000, requests - start), p=activity / activity.sum())
+        truth = pop.truth(users, pop.world.last_item[users])
+        coins = rng.random((len(users), k // 2 + 1)) < 0.5
+        lists_c = control.rank(truth, k, rng.standard_normal(truth.shape, np.float32))
+        lists_t = treatment.rank(truth, k, rng.standard_normal(truth.shape, np.float32))
+        shown, teams = team_draft_batch(lists_c, lists_t, k, coins)
+        clicks = _click(rng, truth, shown, exam, propensity[users])
+        margin = (clicks & teams).sum(axis=1) - (clicks & ~teams).sum(axis=1)
+        wins, losses = wins + int((margin > 0).sum()), losses + int((margin < 0).sum())
+        decided += int(clicks.any(axis=1).sum())
+    return (wins - losses) / max(decided, 1), decided / requests
 
 
-def _interleave(lists_c: np.ndarray, lists_t: np.ndarray, k: int, seed: int,
-                minute: int) -> tuple[np.ndarray, np.ndarray]:
-    shown = np.empty_like(lists_c)
-    teams = np.zeros(lists_c.shape, dtype=bool)  # True: the treatment's pick
-    for r in range(len(lists_c)):
-        items, who = team_draft(lists_c[r].tolist(), lists_t[r].tolist(), k,
-                                seed=f"{seed}-{minute}-{r}")
-        shown[r] = items
-        teams[r] = [w == TREATMENT for w in who]
-    return shown, teams
+def team_draft_batch(control: np.ndarray, treatment: np.ndarray, k: int,
+                     coins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``interleave.team_draft`` for many requests at once, on integer item ids.
+
+    ``control``, ``treatment``: ``(R, L)`` ranked lists, each row's items distinct, ``L >= k``
+    (so the two rows always have ``k`` distinct items between them); ``coins[r, n]``: the
+    ``n``-th coin of request ``r`` (True: the control picks first in that level round), at
+    least ``k // 2 + 1`` per request (``team_draft`` takes them from its seed's hash, wrapping
+    round). Returns ``(R, k)`` items and teams (True: the treatment's pick).
+
+    How: ``team_draft`` walks a pointer down each list past items already shown; the item it
+    stops at is always the first one not yet shown, so here each list keeps a mask of its
+    places already shown (``used``), and a pick marks its item in both lists (through the
+    ``(R, L, L)`` table of which places hold the same item). A fixed number of array steps per
+    place, no loop over requests.
+
+    >>> items, teams = team_draft_batch(np.array([[1, 2, 3]]), np.array([[2, 4, 5]]), 3,
+    ...                                 coins=np.array([[False, True]]))
+    >>> items.tolist(), teams.astype(int).tolist()
+    ([[2, 1, 3]], [[1, 0, 0]])
+    """
+    lists = np.stack([control, treatment], axis=1)  # (R, 2, L): team 0 control, 1 treatment
+    n_req, _, length = lists.shape
+    if length < k:
+        raise ValueError(f"lists of {length} items cannot fill {k} places for certain")
+    rows = np.arange(n_req)
+    same = control[:, :, None] == treatment[:, None, :]  # (R, L, L): [r, control p, treatment q]
+    used = np.zeros((n_req, 2, length), dtype=bool)
+    items = np.empty((n_req, k), dtype=lists.dtype)
+    teams = np.zeros((n_req, k), dtype=bool)
+    picks = np.zeros((n_req, 2), dtype=np.int64)
+    rounds = np.zeros(n_req, dtype=np.int64)
+    for j in range(k):
+        level = picks[:, 0] == picks[:, 1]
+        coin = coins[rows, rounds % coins.shape[1]]
+        first = np.where(level, np.where(coin, 0, 1), np.argmin(picks, axis=1))
+        rounds += level
+        # A team with nothing new left lets the other fill in.
+        team = np.where((~used[rows, first]).any(axis=1), first, 1 - first)
+        place = np.argmax(~used[rows, team], axis=1)  # its best item not yet shown
+        items[:, j] = lists[rows, team, place]
+        teams[:, j] = team == 1
+        picks[rows, team] += 1
+        used[rows, team, place] = True
+        in_other = np.where((team == 0)[:, None], same[rows, place, :], same[rows, :, place])
+        used[rows, 1 - team] |= in_other
+    return items, teams
 
 
 class _Accumulator:
