@@ -38,7 +38,7 @@ import numpy as np
 from serving import machine, open_loop, prepare, start_service, stop_service
 
 from recsys.config import ImpressionConfig, IntakeConfig
-from recsys.data.intake import dumps, loads
+from recsys.data.journal import dumps, loads
 from recsys.data.landing import LandingZone
 
 TS = "2024-06-01T12:00:00"

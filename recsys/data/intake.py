@@ -19,17 +19,8 @@ make thousands of tiny parts. So the path from a request to a landed event has t
    the same lock, validation, sequence numbers, quarantine (bad rows with their reasons) and
    atomic rename as any file, with source ``http:<segment name>``. Then it deletes the segment.
 
-**Exactly once.** A crash after the part is published and before the segment is deleted leaves
-a segment that is sealed again later. Ingestion already refuses an event id that has landed
-(ids are the client's ``event_id`` or a hash of the content), so the second seal lands nothing;
-its quarantine rows keep their ids (source, line number and text are the same) and are not
-written twice. A crash before the fsync loses only rows that were never acknowledged; a line cut
-short by it is dropped when the segment is read.
-
-**Recovery.** Each process holds an ``flock`` on ``intake/<boot id>.lock`` while it lives (the
-kernel releases it when the process dies, SIGKILL included). ``recover(paths)`` seals every
-segment whose owner's lock is free. The service calls it when it starts; the micro-batch flow
-can call it too, so events posted to a service that died are not stranded until a restart.
+Sealing, why a segment sealed twice lands nothing twice, and the recovery of a dead process's
+segments are ``recsys.data.journal``'s; this module is the request side and the writer.
 
 Rows that pass the pre-validation can still be refused at sealing in one case the request path
 does not check (it would mean reading every landed part per request): a client ``event_id`` that
@@ -40,12 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import queue
-import re
 import threading
 import time
 import uuid
@@ -57,32 +45,22 @@ import pyarrow as pa
 
 from recsys import sql
 from recsys.config import IngestConfig, IntakeConfig, Paths
-from recsys.data.ingest import EVENT_RAW_COLUMNS, Ingestor, IngestReport, validate_event_rows
-from recsys.data.landing import LandingZone
-from recsys.data.readers import NONSCALAR, Malformed, RawChunk, json_row
+from recsys.data.ingest import EVENT_RAW_COLUMNS, validate_event_rows
+from recsys.data.journal import (
+    MALFORMED,
+    ROW,
+    dumps,
+    fsync_dir,
+    recover,
+    seal_segment,
+    segment_name,
+    try_lock,
+)
+from recsys.data.readers import NONSCALAR, json_row
 from recsys.timeutil import utc_now
-
-try:  # a few times faster than json for the journal's small objects; prefect brings it
-    import orjson
-
-    def dumps(obj: object) -> bytes:
-        return orjson.dumps(obj)
-
-    loads = orjson.loads
-except ImportError:  # pragma: no cover - the standard library does the same, slower
-    import json
-
-    def dumps(obj: object) -> bytes:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-
-    loads = json.loads
 
 log = logging.getLogger(__name__)
 
-SEGMENT_RE = re.compile(r"^seg-([0-9a-f]{8})-(\d{6})\.jsonl$")
-LOCK_RE = re.compile(r"^([0-9a-f]{8})\.lock$")
-MALFORMED = "_malformed"
-ROW = "_row"
 # (user_id, ts, item_id, event_type) of an accepted event, for the service's histories.
 Accepted = tuple[str, object, str, str]
 
@@ -154,7 +132,7 @@ class Intake:
         self.folder = paths.intake
         self.folder.mkdir(parents=True, exist_ok=True)
         self.boot_id = uuid.uuid4().hex[:8]
-        self._boot_lock = _try_lock(self.folder / f"{self.boot_id}.lock")
+        self._boot_lock = try_lock(self.folder / f"{self.boot_id}.lock")
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._segment_lock = threading.Lock()  # the writer's append against the sealer's rotation
         self._fd: int | None = None
@@ -319,10 +297,10 @@ class Intake:
 
     def _open_segment(self) -> None:
         self._n += 1
-        path = self.folder / f"seg-{self.boot_id}-{self._n:06d}.jsonl"
+        path = self.folder / segment_name(self.boot_id, self._n)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            _fsync_dir(self.folder)  # the new name must survive a power cut, like its lines
+            fsync_dir(self.folder)  # the new name must survive a power cut, like its lines
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -408,107 +386,7 @@ def _prevalidate(con, rows: list[dict], config: IngestConfig) -> list[tuple]:
     return verdicts
 
 
-# ------------------------------------------------------------------- sealing
-def read_segment(path: Path) -> RawChunk:
-    """A journal segment as one ingestion chunk; non-objects become malformed rows.
-
-    A last line without its newline was cut short by a crash before its fsync, so it was never
-    acknowledged: it is dropped.
-    """
-    lines = path.read_bytes().split(b"\n")
-    if lines[-1]:
-        log.warning("%s: dropped a line cut short by a crash (never acknowledged)", path.name)
-    rows, malformed = [], []
-    for n, line in enumerate(lines[:-1], start=1):
-        try:
-            row = loads(line)
-        except ValueError:
-            text = line.decode("utf-8", errors="replace")[:4096]
-            malformed.append(Malformed(n, text, f"journal line {n} is not JSON"))
-            continue
-        if MALFORMED in row:
-            malformed.append(Malformed(row.get(ROW, n), row.get("raw", ""), row[MALFORMED]))
-        else:
-            rows.append(row)
-    table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string())
-                      for c in (*EVENT_RAW_COLUMNS, NONSCALAR)}
-                     | {ROW: pa.array([r.get(ROW) for r in rows], pa.int64())})
-    return RawChunk(table, 1, malformed)
-
-
-def seal_segment(paths: Paths, path: Path, config: IngestConfig | None = None,
-                 timeout: float = 600.0) -> IngestReport | None:
-    """Ingest one segment into the landing zone, then delete it (None if already gone)."""
-    zone = LandingZone(paths)
-    with zone.writer(timeout=timeout) as writer, Ingestor(writer, config or IngestConfig()) as ing:
-        if not path.exists():  # sealed meanwhile by a recovery in another process
-            return None
-        chunk = read_segment(path)
-        report = IngestReport(source=f"http:{path.name}")
-        if chunk.table.num_rows or chunk.malformed:
-            ing.ingest_event_chunk(chunk, report.source, report)
-        path.unlink()
-        _fsync_dir(path.parent)
-    log.info(report.summary())
-    return report
-
-
-def recover(paths: Paths, config: IngestConfig | None = None,
-            timeout: float = 600.0) -> list[IngestReport]:
-    """Seal the segments of intake writers that died; never touches a live writer's.
-
-    Never raises for a segment it cannot seal yet (logged; the next call tries again), so a
-    flow can call it before its own work.
-    """
-    folder = paths.intake
-    if not folder.is_dir():
-        return []
-    by_boot: dict[str, list[Path]] = {}
-    for p in folder.iterdir():
-        if m := SEGMENT_RE.match(p.name):
-            by_boot.setdefault(m.group(1), []).append(p)
-        elif m := LOCK_RE.match(p.name):
-            by_boot.setdefault(m.group(1), [])
-    reports = []
-    for boot, segments in sorted(by_boot.items()):
-        lock = folder / f"{boot}.lock"
-        fd = _try_lock(lock)
-        if fd is None:  # its writer is alive
-            continue
-        try:
-            for seg in sorted(segments):
-                if report := seal_segment(paths, seg, config, timeout):
-                    reports.append(report)
-            lock.unlink(missing_ok=True)
-        except Exception as exc:
-            log.warning("could not recover the intake segments of %s yet: %s", boot, exc)
-        finally:
-            os.close(fd)
-    return reports
-
-
 # ------------------------------------------------------------------- helpers
-def _try_lock(path: Path) -> int | None:
-    """An fd holding an exclusive flock on ``path``, or None if someone else holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fd
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror

@@ -20,11 +20,10 @@ from recsys.data.intake import (
     Intake,
     IntakeUnavailable,
     UnreadableRequest,
-    dumps,
     json_kind,
-    loads,
     request_rows,
 )
+from recsys.data.journal import dumps, loads
 
 
 class Event(BaseModel):
