@@ -1,8 +1,11 @@
 -- The items the online report knows, as temp table online_items (relations: catalogue, landed):
 -- each item of the catalogue (the landed catalogue, or the landed events' items where no
 -- catalogue has landed) or with an event in the period [$now - $hours, $now), with a dense index
--- (for the served-items bitmaps of coverage), its events of any type in the period (for novelty)
--- and whether it is in the catalogue (the denominator of coverage).
+-- (for the served-items bitmaps of coverage), its events of any type in the period, its
+-- self-information -log2 p(item) (novelty) with p(item) = (events of the item in the period + 1) /
+-- (events in the period + known items), add-one smoothed over the known items so that an item
+-- nobody touched counts as the rarest rather than as infinite, and whether it is in the
+-- catalogue (the denominator of coverage). Parameters: $now, $hours.
 CREATE OR REPLACE TEMP TABLE online_items AS
 WITH bounds AS (
     SELECT CAST($now AS TIMESTAMP) AS t1,
@@ -16,6 +19,8 @@ popularity AS (
     GROUP BY e.item_id
 )
 SELECT item_id, CAST(row_number() OVER (ORDER BY item_id) AS INTEGER) AS idx,
-       coalesce(p.n, 0) AS n, l.item_id IS NOT NULL AS listed
+       coalesce(p.n, 0) AS n,
+       -log2((coalesce(p.n, 0) + 1) / (sum(coalesce(p.n, 0)) OVER () + count(*) OVER ())) AS bits,
+       l.item_id IS NOT NULL AS listed
 FROM listed AS l
 FULL JOIN popularity AS p USING (item_id)

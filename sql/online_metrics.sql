@@ -10,7 +10,7 @@
 --   novelty        mean self-information of the items shown (online_shown.sql defines it).
 -- Impressions are credited to the hour they were shown in, whenever the reaction came.
 WITH shown AS (
-    SELECT model_version, hour,
+    SELECT model_version, make_timestamp(hour * 3600000000) AS hour,
            CAST(sum(impressions) AS BIGINT) AS impressions,
            CAST(sum(requests) AS BIGINT) AS requests,
            CAST(sum(impressions_at_k) AS BIGINT) AS impressions_at_k,
@@ -22,7 +22,8 @@ WITH shown AS (
     HAVING count(*) > 0  -- no grand total of nothing
 ),
 people AS (
-    SELECT model_version, hour, count(DISTINCT user_id) AS users
+    SELECT model_version, make_timestamp(hour * 3600000000) AS hour,
+           count(DISTINCT user_id) AS users
     FROM (SELECT model_version, hour, unnest(user_list) AS user_id FROM online_shown)
     GROUP BY GROUPING SETS ((model_version, hour), (model_version), (hour), ())
 ),
