@@ -7,7 +7,7 @@
 --   ctr_at_k       impressions at positions <= $k with >= 1 credited click / impressions there;
 --   cart_rate, purchase_rate   impressions with >= 1 credited cart (purchase) / impressions;
 --   coverage       distinct items served / $catalogue_items;
---   novelty        mean self-information of the items shown (online_shown.sql defines it).
+--   novelty        mean self-information of the items shown (online_items.sql defines it).
 -- Impressions are credited to the hour they were shown in, whenever the reaction came.
 WITH shown AS (
     SELECT model_version, make_timestamp(hour * 3600000000) AS hour,
