@@ -119,10 +119,15 @@ def calibrate(pop: Population, ranker: Ranker, runs: int, traffic: Traffic,
         fp = promote + stop_primary + stop_guard
         lo, hi = wilson(fp, runs)
         lo1, hi1 = wilson(promote + stop_primary, runs)
-        verdict = "at or below" if hi <= mcfg.alpha or fp / runs <= mcfg.alpha else "ABOVE"
+        if fp / runs <= mcfg.alpha:
+            verdict = f"at or below alpha {mcfg.alpha:g}"
+        elif lo <= mcfg.alpha:
+            verdict = f"above alpha {mcfg.alpha:g}, which is inside the interval"
+        else:
+            verdict = f"ABOVE alpha {mcfg.alpha:g}, beyond the interval"
         print(f"  {mode.value:<10} {runs} A/A runs, looked at every minute for up to "
               f"{mcfg.max_minutes:g} min: false positives {fp} = {fp / runs:.3f} "
-              f"[95% CI {lo:.3f}, {hi:.3f}] vs alpha {mcfg.alpha:g} ({verdict}); "
+              f"[95% CI {lo:.3f}, {hi:.3f}], {verdict}; "
               f"promote {promote}, stop on primary {stop_primary}, stop on guardrail "
               f"{stop_guard}, end {decisions.count(END)}; primary test alone "
               f"{(promote + stop_primary) / runs:.3f} [{lo1:.3f}, {hi1:.3f}]  ({wall:.0f} s)",
