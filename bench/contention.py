@@ -60,24 +60,24 @@ def load() -> str:
 
 
 # -- the children --------------------------------------------------------------------------
-def child_env(job: Job, mode: str) -> dict[str, str]:
+def child_env(job: Job, mode: str, cfg: ThreadConfig) -> dict[str, str]:
     """The environment of a child running ``job``: the budget's variables, or none (OFF)."""
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    return {**env, **threads.env(job, ThreadConfig())} if mode == "on" else env
+    return {**env, **threads.env(job, cfg)} if mode == "on" else env
 
 
 def run_child(spec: dict) -> None:
     """The body of a child process: one job, its result as JSON on the last stdout line."""
     console.configure()
-    job, mode = Job(spec["job"]), spec["mode"]
+    job, mode, cfg = Job(spec["job"]), spec["mode"], ThreadConfig(**spec["threads"])
     if mode == "on":
-        threads.apply(job, ThreadConfig())
+        threads.apply(job, cfg)
     paths = Paths(root=spec["root"], tracking_home=spec["tracking"])
     if job is Job.service:
         from recsys.config import ServeConfig
         from recsys.scoring.service import serve
 
-        n = threads.budget(job).intra if mode == "on" else threads.available_cores()
+        n = threads.budget(job, cfg).intra if mode == "on" else threads.available_cores()
         serve(paths, ServeConfig(port=spec["port"]), threads=n)
         return
     if job is Job.micro_batch:
@@ -122,7 +122,8 @@ class Child:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, __file__, "--child", json.dumps(spec)],
-                env=child_env(Job(spec["job"]), spec["mode"]), stdout=out,
+                env=child_env(Job(spec["job"]), spec["mode"], ThreadConfig(**spec["threads"])),
+                stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def result(self, timeout: float = 3600) -> dict:
@@ -146,8 +147,10 @@ class Child:
 
 # -- the set-up ----------------------------------------------------------------------------
 class Bench:
-    def __init__(self, args: argparse.Namespace, home: Path, base: Paths, precision_: str):
+    def __init__(self, args: argparse.Namespace, home: Path, base: Paths, precision_: str,
+                 cfg: ThreadConfig):
         self.args, self.home, self.base, self.precision = args, home, base, precision_
+        self.cfg = cfg
         self.logs = home / "logs"
         self.copies = 0
 
@@ -161,7 +164,8 @@ class Bench:
 
     def spec(self, job: Job, mode: str, paths: Paths, **extra) -> dict:
         return {"job": job.value, "mode": mode, "root": str(paths.root),
-                "tracking": str(paths.tracking_home), "precision": self.precision, **extra}
+                "tracking": str(paths.tracking_home), "precision": self.precision,
+                "threads": self.cfg.model_dump(mode="json"), **extra}
 
     def retrain(self, mode: str, epochs: int, marker: Path | None = None) -> Child:
         a = self.args
@@ -291,6 +295,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto",
                         help="training precision of every job (auto: what precision=auto "
                              "picks for this world's model, resolved once before measuring)")
+    parser.add_argument("--budget", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a ThreadConfig field for the ON runs, e.g. full_retrain=2 "
+                             "(repeatable): to compare plans")
     parser.add_argument("--only", choices=("update", "service", "retrains"), action="append",
                         help="run only these measurements (repeatable)")
     parser.add_argument("--keep", type=Path, help="keep the projects and logs in this folder")
@@ -310,7 +317,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     m = precision.machine()
-    cfg = ThreadConfig()
+    cfg = ThreadConfig(**dict(b.split("=", 1) for b in args.budget))
     cores = threads.available_cores()
     print(f"{m['cpu']}: {cores} cores for this process ({os.cpu_count()} online), "
           f"{m['isa']}, avx512_bf16={m['avx512_bf16']}, amx={m['amx']}, torch {m['torch']}; "
@@ -339,7 +346,7 @@ def main() -> None:
             users = [u for (u,) in con.execute(
                 "SELECT user_id FROM user_map ORDER BY user_idx LIMIT 2000").fetchall()]
         print(f"set-up {time.perf_counter() - t0:.0f} s; every job trains in {resolved}")
-        bench = Bench(args, home, base, resolved)
+        bench = Bench(args, home, base, resolved, cfg)
         only = set(args.only or ("update", "service", "retrains"))
         if "update" in only:
             measure_update(bench)
