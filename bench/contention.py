@@ -287,7 +287,8 @@ def main() -> None:
                         help="events an update trains on (default 5,000; quick 600)")
     parser.add_argument("--epochs", type=int, help="epochs of each retrain in (c) (default 3)")
     parser.add_argument("--steps-per-epoch", type=int, default=None,
-                        help="cap on a retrain's steps per epoch (default: none; quick 10)")
+                        help="steps per epoch of a retrain (default 20; quick 10): bounds the "
+                             "OFF pair, which crawls")
     parser.add_argument("--val-users", type=int, default=500, help="validation users")
     parser.add_argument("--seconds", type=float, help="per service load (default 20; quick 6)")
     parser.add_argument("--settle-s", type=float, default=3.0,
@@ -310,7 +311,7 @@ def main() -> None:
     args.users = args.users or (400 if quick else 4000)
     args.new_events = args.new_events or (600 if quick else 5000)
     args.epochs = args.epochs or (2 if quick else 3)
-    args.steps_per_epoch = args.steps_per_epoch or (10 if quick else None)
+    args.steps_per_epoch = args.steps_per_epoch or (10 if quick else 20)
     args.seconds = args.seconds or (6.0 if quick else 20.0)
     console.configure()
     # This script owns its process: MLflow's artifact bars have no other switch.
