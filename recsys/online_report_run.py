@@ -14,6 +14,7 @@ from pathlib import Path
 
 from recsys import columns as C
 from recsys.config import AttributionConfig, Paths, TrackingConfig
+from recsys.data.impression_compaction import CompactionReport, compact_impressions
 from recsys.evaluation.online import OnlineReport, online_report
 from recsys.evaluation.online_report import figure, markdown
 from recsys.registry.online import log_online, version_runs
@@ -34,6 +35,7 @@ class OnlineReportRun:
     markdown: str
     logged: dict[str, str] = field(default_factory=dict)  # version -> MLflow run id
     not_logged: dict[str, str] = field(default_factory=dict)  # version -> why
+    compaction: CompactionReport = field(default_factory=CompactionReport)
 
     def file(self, kind: str) -> Path:
         """Path of one of :data:`FILES` (``markdown``, ``figure``, ``hourly``, ``positions``)."""
@@ -93,7 +95,8 @@ def write_files(report: OnlineReport, text: str, folder: Path) -> None:
 
 def run_online_report(paths: Paths | None = None, cfg: AttributionConfig | None = None,
                       tracking: TrackingConfig | None = None, now: dt.datetime | None = None,
-                      folder: Path | None = None, log_runs: bool = True) -> OnlineReportRun:
+                      folder: Path | None = None, log_runs: bool = True,
+                      compact: bool = True) -> OnlineReportRun:
     """Refresh the online report and log it to the serving versions' runs.
 
     Parameters
@@ -106,11 +109,15 @@ def run_online_report(paths: Paths | None = None, cfg: AttributionConfig | None 
         Where the files go (default: :func:`default_folder`).
     log_runs
         Log metrics and files to the runs of :func:`recent_versions` (``online/``).
+    compact
+        First merge the impressions zone's parts of closed hours into hourly files
+        (``data/impression_compaction.py``): the report's cost follows files as much as rows.
     """
     paths = paths or Paths()
+    compaction = compact_impressions(paths) if compact else CompactionReport()
     report = online_report(paths, cfg or AttributionConfig(), now)
     text = markdown(report)
-    run = OnlineReportRun(report, folder or default_folder(paths), text)
+    run = OnlineReportRun(report, folder or default_folder(paths), text, compaction=compaction)
     write_files(report, text, run.folder)
     if not log_runs or report.empty:
         return run

@@ -22,14 +22,13 @@ import pyarrow as pa
 from recsys import columns as C
 from recsys import sql
 from recsys.config import AttributionConfig, IngestConfig, Paths
+from recsys.data.impression_compaction import impression_files
 from recsys.data.landing import LandingZone
 from recsys.timeutil import LapClock, utc_now
 
-# part-<YYYYmmddHHMMSS>-<boot id>-<n>.parquet (the impressions zone's contract)
-_IMPRESSION_PART = re.compile(r"^part-(\d{14})-")
 # A part is named when it is written, after its rows were shown, so a part named before the
-# period holds none of it; an hour of slack covers a clock stepped back and a part named by the
-# time of its first row (at most one flush interval, <= 60 s, before its last).
+# period holds none of it (an hourly file: none written after its hour); an hour of slack covers
+# a clock stepped back and a part named by the time of its first row.
 _PART_SLACK = dt.timedelta(hours=1)
 
 
@@ -75,18 +74,26 @@ class OnlineReport:
 
 
 def impression_parts(paths: Paths, since: dt.datetime | None = None) -> list[Path]:
-    """Visible impression parts (temp files never match), oldest first.
+    """The impressions zone's files (hourly files and parts not compacted yet), each row once.
 
-    With ``since``, parts named well before it are left out; a name that does not parse is kept.
+    With ``since``, files written well before it are left out: a part by its name (the time it
+    was written), an hourly file by the end of its hour; a name that does not parse is kept.
     """
-    folder = paths.impressions
-    if not folder.is_dir():
-        return []
-    parts = sorted(folder.glob("part-*.parquet"))
+    files = impression_files(paths)
     if since is None:
-        return parts
+        return files
     cut = (since - _PART_SLACK).strftime("%Y%m%d%H%M%S")
-    return [p for p in parts if not (m := _IMPRESSION_PART.match(p.name)) or m.group(1) >= cut]
+    return [p for p in files if (written := _written(p)) is None or written >= cut]
+
+
+def _written(path: Path) -> str | None:
+    """``YYYYmmddHHMMSS`` by which a file of the zone was written, from its name."""
+    if m := re.match(r"^part-(\d{14})-", path.name):
+        return m.group(1)
+    if m := re.match(r"^hour-(\d{10})\.parquet$", path.name):
+        hour = dt.datetime.strptime(m.group(1), "%Y%m%d%H") + dt.timedelta(hours=1)
+        return hour.strftime("%Y%m%d%H%M%S")
+    return None
 
 
 def event_parts(paths: Paths, since: dt.datetime | None = None) -> list[Path]:
@@ -118,7 +125,9 @@ def open_sources(con: duckdb.DuckDBPyConnection, paths: Paths,
     """
     imps = impression_parts(paths, since)
     if imps:
-        con.read_parquet([str(p) for p in imps], union_by_name=True).create_view("impressions")
+        # One schema by contract: reading every part's footer up front (union_by_name) would
+        # double the cost of a zone of many small parts.
+        con.read_parquet([str(p) for p in imps]).create_view("impressions")
     else:
         con.register("impressions", C.IMPRESSION_SCHEMA.empty_table())
     events, items = event_parts(paths, events_since), LandingZone(paths).item_parts()

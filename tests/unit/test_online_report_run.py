@@ -51,6 +51,7 @@ def traffic(paths: Paths) -> Paths:
 def test_files_and_the_serving_versions_runs_receive_the_report(traffic, store, tmp_path):
     out = run_online_report(traffic, AttributionConfig(k=2), store, now=NOW,
                             folder=tmp_path / "report")
+    assert out.compaction.hours == ["2026030111"]  # the one part, written in a closed hour
     assert recent_versions(out.report) == ["2", "1", "7"]
     assert list(out.logged) == ["2", "1"]
     assert out.not_logged == {"7": "recsys-seqrec has no version 7"}
