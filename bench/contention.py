@@ -74,11 +74,12 @@ def run_child(spec: dict) -> None:
         threads.apply(job, cfg)
     paths = Paths(root=spec["root"], tracking_home=spec["tracking"])
     if job is Job.service:
-        from recsys.config import ServeConfig
+        from recsys.config import ImpressionConfig, ServeConfig
         from recsys.scoring.service import serve
 
         n = threads.budget(job, cfg).intra if mode == "on" else threads.available_cores()
-        serve(paths, ServeConfig(port=spec["port"]), threads=n)
+        serve(paths, ServeConfig(port=spec["port"]), threads=n,
+              impressions=ImpressionConfig(enabled=spec["impressions"]))
         return
     if job is Job.micro_batch:
         from recsys.config import UpdateConfig
@@ -214,7 +215,8 @@ def measure_update(bench: Bench) -> dict:
 
 def start_service(bench: Bench, mode: str) -> tuple[Child, str]:
     port = free_port()
-    service = Child(bench.spec(Job.service, mode, bench.base, port=port), bench.logs)
+    service = Child(bench.spec(Job.service, mode, bench.base, port=port,
+                               impressions=not bench.args.no_impressions), bench.logs)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -296,6 +298,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto",
                         help="training precision of every job (auto: what precision=auto "
                              "picks for this world's model, resolved once before measuring)")
+    parser.add_argument("--no-impressions", action="store_true",
+                        help="the service without its impressions log (a write and fsync a "
+                             "second)")
     parser.add_argument("--budget", action="append", default=[], metavar="FIELD=VALUE",
                         help="a ThreadConfig field for the ON runs, e.g. full_retrain=2 "
                              "(repeatable): to compare plans")
