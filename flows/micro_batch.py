@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 
 from recsys import threads as thread_budget
 from recsys.config import GateConfig, Paths, RetentionConfig, ThreadConfig, UpdateConfig
+from recsys.data.journal import recover
 from recsys.orchestration import REGISTRY_LIMIT, retry_on_io, started_late
 from recsys.registry.tracking import run_link
 from recsys.training.update import UpdateResult
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 def fine_tune_gate_promote(update: UpdateConfig, gate: GateConfig,
                            retention: RetentionConfig) -> UpdateResult:
     # A retry is safe: an interrupted update changed nothing the next attempt relies on.
+    recover(Paths(), timeout=60)  # events a dead service journaled land before the update plans
     return run_update(Paths(), update, gate, retention)
 
 

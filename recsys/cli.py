@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ import typer
 
 from recsys.cli_options import Opt, config_options
 from recsys.config import (
+    AttributionConfig,
     BacktestConfig,
     BacktestData,
     DatasetFormat,
@@ -24,7 +26,9 @@ from recsys.config import (
     ExperimentConfig,
     FeatureConfig,
     GateConfig,
+    ImpressionConfig,
     IngestConfig,
+    IntakeConfig,
     ModelConfig,
     Paths,
     RetentionConfig,
@@ -33,6 +37,7 @@ from recsys.config import (
     SimulateConfig,
     StackConfig,
     SyntheticPreset,
+    ThreadConfig,
     TrackingConfig,
     TrainConfig,
     UpdateConfig,
@@ -91,6 +96,12 @@ def _main(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
         # variable. The entry point owns its process's environment (library code never writes
         # it); setdefault, so a user's own setting wins.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # OpenMP reads its wait policy once, when torch loads: set it before any command imports
+    # torch (docs/compute.md), unless the user chose one.
+    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():
+        from recsys import threads as thread_budget
+
+        os.environ.update(thread_budget.launcher_env())
 
 
 @app.command()
@@ -188,11 +199,15 @@ def features(features: FeatureConfig, home: HomeOpt = None) -> None:
     training=(TrainConfig, TRAIN_OPTIONS), model=(ModelConfig, MODEL_OPTIONS),
     evaluation=(EvalConfig, ["exclude_seen"]),
     tracking=(TrackingConfig, [Opt("register_model", "register",
-                                   help="Register the model in the MLflow registry.")]))
+                                   help="Register the model in the MLflow registry.")]),
+    threads=(ThreadConfig, [Opt("full_retrain", "threads")]))
 def train(training: TrainConfig, model: ModelConfig, evaluation: EvalConfig,
-          tracking: TrackingConfig, home: HomeOpt = None) -> None:
+          tracking: TrackingConfig, threads: ThreadConfig, home: HomeOpt = None) -> None:
     """Full retrain from the feature store: train, evaluate against baselines, log to MLflow."""
+    from recsys import threads as thread_budget
     from recsys.training.full_retrain import train as run_training
+
+    thread_budget.apply(thread_budget.Job.full_retrain, threads)
 
     result = run_training(_paths(home), model, training, evaluation, tracking)
     if result is not None:  # None on DDP worker ranks: rank zero reports
@@ -329,15 +344,20 @@ def _report_training(result, echo=typer.echo) -> None:
                            "holdout_fraction", "max_batch_events"]),
     gate=(GateConfig, [Opt("tolerance", help="Largest relative NDCG@10 drop against the "
                                              "champion that still promotes.")]),
-    retention=(RetentionConfig, ["keep_incremental", "keep_full"]))
+    retention=(RetentionConfig, ["keep_incremental", "keep_full"]),
+    threads=(ThreadConfig, [Opt("micro_batch", "threads")]))
 def update(update: UpdateConfig, gate: GateConfig, retention: RetentionConfig,
-           home: HomeOpt = None) -> None:
+           threads: ThreadConfig, home: HomeOpt = None) -> None:
     """Micro-batch update: fine-tune the champion on events after its watermark, gate, promote.
 
     Exits quickly when nothing new has landed. Every outcome is appended to updates.jsonl.
     """
+    from recsys import threads as thread_budget
+    from recsys.data.journal import recover
     from recsys.training.update import update as run_update
 
+    thread_budget.apply(thread_budget.Job.micro_batch, threads)
+    recover(_paths(home), timeout=60)  # events a dead service journaled land first
     typer.echo(run_update(_paths(home), update, gate, retention).summary())
 
 
@@ -346,21 +366,71 @@ def update(update: UpdateConfig, gate: GateConfig, retention: RetentionConfig,
     "k", "window_days", "exclude_purchased", "exclude_seen",
     Opt("exclude_categories", "exclude-category", type=list[str] | None,
         help="Never recommend this category (repeatable)."),
-    "chunk_size", Opt("progress_bar", "progress")]))
-def score(scoring: ScoreConfig, home: HomeOpt = None) -> None:
+    "chunk_size", Opt("progress_bar", "progress")]),
+    threads=(ThreadConfig, [Opt("score", "threads")]))
+def score(scoring: ScoreConfig, threads: ThreadConfig, home: HomeOpt = None) -> None:
     """Batch top-K for active users with the champion, into recommendations.duckdb + Parquet."""
+    from recsys import threads as thread_budget
     from recsys.scoring.batch import score_users
+
+    thread_budget.apply(thread_budget.Job.score, threads)
 
     typer.echo(score_users(_paths(home), scoring).summary())
 
 
 @app.command()
-@config_options(serving=(ServeConfig, ["host", "port"]))
-def serve(serving: ServeConfig, home: HomeOpt = None) -> None:
-    """Real-time recommendations over HTTP (FastAPI): follows the champion, reads new events."""
+@config_options(
+    serving=(ServeConfig, ["host", "port"]),
+    intake=(IntakeConfig, ["group_window_ms", "seal_interval_s", "max_request_events",
+                           "max_request_bytes"]),
+    impressions=(ImpressionConfig, [Opt("enabled", "impressions"), "flush_interval_s"]),
+    threads=(ThreadConfig, [Opt("service", "threads")]))
+def serve(serving: ServeConfig, intake: IntakeConfig, impressions: ImpressionConfig,
+          threads: ThreadConfig, home: HomeOpt = None) -> None:
+    """Real-time service over HTTP (FastAPI): recommendations and event intake.
+
+    GET /recommendations/USER and POST /recommendations follow the champion and every user's
+    latest events; POST /events lands events (acknowledged once fsynced). Every answer carries
+    a request_id, and what it showed is logged to the impressions zone.
+    """
+    from recsys import threads as thread_budget
     from recsys.scoring.service import serve as run_service
 
-    run_service(_paths(home), serving)
+    budget = thread_budget.apply(thread_budget.Job.service, threads)
+    run_service(_paths(home), serving, threads=budget.intra, intake=intake,
+                impressions=impressions)
+
+
+@app.command("online-report")
+@config_options(attribution=(AttributionConfig, ["window_minutes", "k", "hours"]))
+def online_report(
+    attribution: AttributionConfig,
+    until: Annotated[datetime | None, typer.Option(
+        help="End of the period, UTC (default: now).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for the report's files (default: <home>/reports/online).")] = None,
+    mlflow: Annotated[bool, typer.Option(
+        help="Log the figures and files on the MLflow runs of the versions that served in the "
+             "latest hour.")] = True,
+    home: HomeOpt = None,
+) -> None:
+    """Online metrics of the served lists: CTR@k, cart and purchase rates, coverage, novelty.
+
+    Credits each click, cart and purchase to the impression it came from (its request id, else
+    the latest impression of the item to the user within the window); per model version and
+    hour of the last --hours. Prints the summary and writes it with a PNG and two CSVs.
+    """
+    from recsys.online_report_run import run_online_report
+
+    run = run_online_report(_paths(home), attribution, TrackingConfig(), now=until,
+                            folder=out, log_runs=mlflow)
+    typer.echo(run.markdown)
+    typer.echo(f"figure: {run.file('figure')}")
+    typer.echo(f"tables: {run.file('hourly')}, {run.file('positions')}")
+    for version, run_id in run.logged.items():
+        typer.echo(f"logged to the MLflow run of version {version}: {run_id}")
+    for version, why in run.not_logged.items():
+        typer.echo(f"not logged for version {version}: {why}")
 
 
 @app.command("forget-user")

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from recsys import traffic
+from recsys import threads, traffic
 from recsys.config import Paths, SimulateConfig, StackConfig, TrafficSource
 from recsys.stack_survey import Survey, champion_line, last_update, reset_targets, survey
 
@@ -162,11 +162,14 @@ class Stack:
         }
 
     # -- processes -------------------------------------------------------------------------
-    def _spawn(self, name: str, command: list[str], url: str | None = None) -> Service:
+    def _spawn(self, name: str, command: list[str], url: str | None = None,
+               env: dict[str, str] | None = None) -> Service:
+        """Start one process; ``env`` adds to the stack's environment (its thread budget)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         logfile = self.logs / f"{name}.log"
         with open(logfile, "ab") as out:
-            proc = subprocess.Popen(command, cwd=self.project, env=self.env(), stdout=out,
+            proc = subprocess.Popen(command, cwd=self.project, env={**self.env(), **(env or {})},
+                                    stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         for _ in range(50):
@@ -243,7 +246,8 @@ class Stack:
             self._wait_healthy(prefect, f"{self.prefect_url}/api/health")
             self.deploy()
             worker = self._spawn("prefect-worker", [
-                _bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"])
+                _bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"],
+                env=threads.launcher_env())  # flows apply their own budgets (docs/compute.md)
             state.services.append(worker)
             state.save(self.state_file)
             if bootstrap:
@@ -251,7 +255,7 @@ class Stack:
                 service = self._spawn("service", [
                     _bin("recsys"), "serve", "--host", self.cfg.host,
                     "--port", str(self.cfg.serve_port), "--home", str(self.paths.root)],
-                    self.service_url)
+                    self.service_url, env=threads.env(threads.Job.service))
                 state.services.append(service)
                 state.save(self.state_file)
                 self._wait_healthy(service, f"{self.service_url}/health")
@@ -261,7 +265,7 @@ class Stack:
                 self.traffic_progress.unlink(missing_ok=True)
                 state.services.append(self._spawn("traffic", [
                     _bin("recsys"), "stack", "traffic", "--state", str(self.state_dir),
-                    "--home", str(self.paths.root)]))
+                    "--home", str(self.paths.root)], env=threads.env(threads.Job.traffic)))
                 state.save(self.state_file)
                 self.say(f"started live traffic: {spec.describe()}")
         except BaseException:

@@ -16,7 +16,7 @@ from recsys.scoring.scorer import TYPE_CODE
 def test_landing_schemas_are_built_from_the_constants():
     assert C.LANDING_EVENT_SCHEMA.names == [
         C.EVENT_ID, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TS, C.VALUE,
-        C.INGEST_SEQ, C.INGESTED_AT, C.SOURCE]
+        C.INGEST_SEQ, C.INGESTED_AT, C.SOURCE, C.REQUEST_ID]
     assert C.LANDING_ITEM_SCHEMA.names == [*C.ITEM_COLUMNS, C.INGEST_SEQ, C.INGESTED_AT,
                                            C.SOURCE]
     assert set(C.REQUIRED_EVENT_COLUMNS + C.OPTIONAL_EVENT_COLUMNS) < set(
