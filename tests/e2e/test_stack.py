@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from recsys.config import Paths, TrackingConfig
+from recsys import experiment_run
+from recsys.config import ExperimentConfig, Paths, TrackingConfig
+from recsys.data.experiments import FINAL, ExperimentStore
+from recsys.evaluation.online import online_report
 from recsys.registry.registry import Registry
 from recsys.registry.tracking import local_uri
 from recsys.scoring.batch import read_recommendations
@@ -52,8 +55,8 @@ def _wait(what: str, check, timeout: float, poll: float = 5.0):
 def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkeypatch):
     paths = Paths(root=tmp_path / "data", tracking_home=tmp_path / "tracking")
     stack = Stack(PROJECT, tmp_path / "state", paths, StackConfig(
-        prefect_port=free_port(), mlflow_port=free_port(), preset="tiny", epochs=10,
-        speedup=1920.0, tick_seconds=10.0))
+        prefect_port=free_port(), mlflow_port=free_port(), serve_port=free_port(),
+        preset="tiny", epochs=10, speedup=1920.0, tick_seconds=10.0))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_url)
     try:
         stack.up()
@@ -63,8 +66,12 @@ def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkey
         first = registry.champion()
         assert first is not None and first.kind == "full"
         state = StackState.load(stack.state_file)
-        assert state.traffic["source"] == "replay-loop"
-        assert [s.name for s in state.services if alive(s)][-1] == "traffic"
+        assert state.traffic["source"] == "simulate"
+        assert [s.name for s in state.services if alive(s)][-2:] == ["service", "traffic"]
+        # An experiment from the start: the first full model (treatment, by version number)
+        # beside the champion as micro-batches move it; it ends by itself, inconclusive or not.
+        exp = experiment_run.start(paths, ExperimentConfig(
+            treatment=first.version, min_minutes=1, max_minutes=3, min_users=5))
 
         def completed_micro_batches():
             runs = [r for r in _runs(stack, "micro-batch-update")
@@ -95,6 +102,29 @@ def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkey
         artifacts = _post(f"{stack.prefect_url}/api/artifacts/filter",
                           {"artifacts": {"key": {"any_": ["micro-batch-update"]}}})
         assert artifacts and any("NDCG@10" in (a["data"] or "") for a in artifacts)
+
+        # The closed loop: the simulated users' clicks are credited to what they were shown.
+        report = online_report(paths)
+        every = report.overall
+        assert every is not None and every.impressions > 0 and every.ctr_at_k > 0
+        clicks = report.matched.set_index("event_type").loc["click"]
+        assert clicks["exact"] > 0  # credited by the request_id the simulator sent back
+        deployment = _post(f"{stack.prefect_url}/api/deployments/filter",
+                           {"deployments": {"name": {"any_": ["online-report"]}}})[0]
+        _post(f"{stack.prefect_url}/api/deployments/{deployment['id']}/create_flow_run", {})
+        report_artifact = _wait("the online-report artifact", lambda: _post(
+            f"{stack.prefect_url}/api/artifacts/filter",
+            {"artifacts": {"key": {"any_": ["online-report"]}}}), 240)
+        assert "CTR@10" in report_artifact[0]["data"]
+
+        # The experiment was decided by the every-minute deployment, recorded on both versions.
+        ended = _wait("the experiment to end", lambda: (
+            e if (e := ExperimentStore(paths).get(exp.id)).status in FINAL else None), 300)
+        decided = _post(f"{stack.prefect_url}/api/artifacts/filter",
+                        {"artifacts": {"key": {"any_": ["experiment"]}}})
+        assert any(f"# Experiment {exp.id}: {ended.status}" in (a["data"] or "")
+                   for a in decided)
+        assert registry.get(first.version).tags["experiment.status"] == ended.status
     finally:
         started = StackState.load(stack.state_file)
         stack.down()
@@ -122,18 +152,19 @@ def test_readme_order_demo_then_stack_up_moves_the_champion(tmp_path):
     mlflow_port = free_port()
     try:
         up = cli("stack", "up", "--state", state, "--prefect-port", str(free_port()),
-                 "--mlflow-port", str(mlflow_port))
+                 "--mlflow-port", str(mlflow_port), "--serve-port", str(free_port()))
         print(up)  # with -s: what a user sees
         assert f"found: champion: version {after_demo.version} " in up
         assert "will: no bootstrap: data and champion are in place" in up
-        assert "started live traffic: replay-loop:" in up and "events.parquet" in up
+        assert "started live traffic: simulate: users of " in up and "world.npz" in up
         registry = Registry(paths, TrackingConfig(tracking_uri=f"http://127.0.0.1:{mlflow_port}"))
         moved = _wait("the champion to move", lambda: (
             c if (c := registry.champion()).version != after_demo.version else None), 300)
         assert moved.kind == "incremental" and int(moved.version) > int(after_demo.version)
         status = cli("stack", "status", "--state", state)
         print(status)
-        assert "traffic source: replay-loop:" in status and "traffic progress: lap 1, " in status
+        assert "traffic source: simulate:" in status and "traffic progress: " in status
+        assert " requests, " in status
         assert "traffic: running (pid " in status
         assert f"champion: version {moved.version} (incremental)" in status
         assert "last update: " in status and "last update: none yet" not in status
