@@ -55,15 +55,21 @@ class ImpressionLog:
         self.dropped = 0  # impressions lost to failed writes (or answers that failed to log)
 
     def log(self, request_id: str, user_id: str | None, item_ids: Sequence[str],
-            scores: Sequence[float | None] | None, model_version: str,
-            variant: str | None = None, surface: str = "user") -> None:
-        """Record one answer (positions are 1-based in ``item_ids`` order); never raises."""
+            scores: Sequence[float | None] | None, model_version: str | Sequence[str],
+            variant: str | Sequence[str] | None = None, surface: str = "user") -> None:
+        """Record one answer (positions are 1-based in ``item_ids`` order); never raises.
+
+        ``model_version`` and ``variant``: one string for the whole answer, or a list with one
+        per item (an interleaved list mixes two models, each item labelled with its team).
+        """
         try:
             n = len(item_ids)  # before the append: a bad entry must not reach the writer
             if not self.config.enabled or not n:
                 return
             if scores is not None and len(scores) != n:
                 raise ValueError("one score per item")
+            if any(isinstance(v, list | tuple) and len(v) != n for v in (model_version, variant)):
+                raise ValueError("one model_version and variant per item")
             self._buffer.append((request_id, user_id, item_ids, scores, model_version, variant,
                                  surface, utc_now()))
             self._rows += n
@@ -132,9 +138,10 @@ def _table(entries: list[tuple]) -> pa.Table:
     """One row per shown item: each answer's fields repeated over its items."""
     counts = [len(e[2]) for e in entries]
 
-    def repeat(i: int) -> list:
+    def repeat(i: int) -> list:  # a list holds one value per item already
         return list(itertools.chain.from_iterable(
-            itertools.repeat(e[i], n) for e, n in zip(entries, counts, strict=True)))
+            e[i] if isinstance(e[i], list | tuple) else itertools.repeat(e[i], n)
+            for e, n in zip(entries, counts, strict=True)))
 
     items = list(itertools.chain.from_iterable(e[2] for e in entries))
     scores = list(itertools.chain.from_iterable(

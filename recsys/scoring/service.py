@@ -6,8 +6,14 @@
   answer lists the item ids the serving model does not know (``unknown_items``).
 * ``POST /events``: one event or an array, acknowledged once fsynced; visible in the user's
   history at once and landed within ``IntakeConfig.seal_interval_s`` (``intake_api``).
-* ``GET /health``: serving version, the last reload error if any, freshness of the events.
-* ``GET /model``: which version serves, its lineage tags and its age.
+* ``GET /health``: serving version, the last reload error if any, freshness of the events,
+  the active experiment (its treatment loaded or why not).
+* ``GET /model``: which version serves, its lineage tags and its age, the active experiment.
+
+While an experiment runs (``recsys.data.experiments``), a user with history is answered by
+their arm (``recsys.scoring.assignment``): A/B gives the arm's model's list, interleaving a
+team draft of both models' lists; impressions carry ``Experiment.variant(arm or team)`` and,
+per item, the version whose list it came from. Fallbacks and sessions stay champion-only.
 
 Every recommendation answer carries a ``request_id`` and is logged, off the request path, as
 impressions (``recsys.data.impressions``): what was shown, where, with which score and model.
@@ -19,6 +25,7 @@ wait or fail; if loading fails, the old model keeps serving and ``/health`` says
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -39,9 +46,11 @@ from recsys.config import (
     TrackingConfig,
 )
 from recsys.data import forget_log
+from recsys.data.experiments import ExperimentStore
 from recsys.data.impressions import ImpressionLog
 from recsys.data.intake import Intake
 from recsys.registry.registry import Registry
+from recsys.scoring import experiment_arms
 from recsys.scoring.batching import RequestBatcher
 from recsys.scoring.history import RecentHistories
 from recsys.scoring.intake_api import events_router
@@ -77,6 +86,8 @@ class ChampionFollower:
         self.reload_error: str | None = None
         self.histories: RecentHistories | None = None
         self.forgotten: set[str] = set()
+        self.experiments = ExperimentStore(paths)
+        self.experiment: experiment_arms.LiveExperiment | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.refresh()
@@ -96,6 +107,11 @@ class ChampionFollower:
             self.reload_error = f"{type(exc).__name__}: {exc}"
             log.warning("could not load the new champion, still serving %s: %s",
                         self.served.version if self.served else None, self.reload_error)
+        try:
+            self.experiment = experiment_arms.follow(self.experiments, self.registry,
+                                                     self.experiment)
+        except Exception as exc:  # an unreadable store: the champion alone, as before
+            log.warning("could not follow the experiments: %s", exc)
         try:
             max_len = self.served.scorer.max_len if self.served else 50
             if self.histories is None:
@@ -144,6 +160,12 @@ class Recommendation(BaseModel):
                                                   "like this one (null when none is known).")
 
 
+class ExperimentArm(BaseModel):
+    id: str = Field(description="The experiment.")
+    arm: str = Field(description="control, treatment, or interleaved (both models' items, "
+                                 "drafted in turns).")
+
+
 class Recommendations(BaseModel):
     request_id: str = Field(description="This answer's id: send it back as an event's "
                                         "request_id to tie a click to what was shown.")
@@ -152,6 +174,8 @@ class Recommendations(BaseModel):
     fallback: str | None = Field(description="Why the list is not the model's own, or null.")
     history_length: int = Field(description="Events in the history the answer was made from.")
     recommendations: list[Recommendation] = Field(description="Best first.")
+    experiment: ExperimentArm | None = Field(
+        None, description="Only for a user in a running experiment: which one, which arm.")
 
 
 class SessionRecommendations(Recommendations):
@@ -161,17 +185,16 @@ class SessionRecommendations(Recommendations):
                     "been trained on yet, or an id that is wrong.")
 
 
-async def _answer(batcher: RequestBatcher, served: Served, user_id: str | None,
+async def _answer(batcher: RequestBatcher, scorer: Scorer, version: str, user_id: str | None,
                   items: list[str], types: list[str] | None, k: int, exclude_seen: bool,
                   because: bool, fallback: str | None = None) -> dict:
-    scorer = served.scorer
     ids, scores = await batcher.recommend(scorer, items, types, k, exclude_seen)
     recs = [{"item_id": i, "score": s}
             for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
     if because:
         for rec, why in zip(recs, scorer.because([items], [ids])[0], strict=True):
             rec["because"] = why
-    return {"user_id": user_id, "model_version": served.version, "fallback": fallback,
+    return {"user_id": user_id, "model_version": version, "fallback": fallback,
             "history_length": len(items), "recommendations": recs}
 
 
@@ -216,13 +239,42 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
             raise HTTPException(503, "no champion model yet: run a full retrain")
         return follower.served
 
-    def logged(answer: dict, surface: str) -> dict:
-        """Give the answer its request id and log what it shows (in memory, O(k))."""
-        answer["request_id"] = request_id = uuid.uuid4().hex
+    def logged(answer: dict, surface: str, request_id: str | None = None,
+               versions: str | list[str] | None = None,
+               variant: str | list[str] | None = None) -> dict:
+        """Give the answer its request id and log what it shows (in memory, O(k)).
+
+        ``versions`` and ``variant``: one for the whole answer or one per item (interleaving).
+        """
+        answer["request_id"] = request_id = request_id or uuid.uuid4().hex
         recs = answer["recommendations"]
         shown.log(request_id, answer["user_id"], [r["item_id"] for r in recs],
-                  [r["score"] for r in recs], answer["model_version"], surface=surface)
+                  [r["score"] for r in recs], versions or answer["model_version"],
+                  variant=variant, surface=surface)
         return answer
+
+    async def in_experiment(live: experiment_arms.LiveExperiment, arm: str, model: Served,
+                            user_id: str, history, k: int, exclude_seen: bool,
+                            because: bool) -> dict:
+        exp = live.experiment
+        args = (user_id, history.item_ids, history.event_types, k, exclude_seen, because)
+        if live.mode == "ab":
+            scorer, version = ((live.scorer, live.treatment_version) if arm == "treatment"
+                               else (model.scorer, model.version))
+            answer = await _answer(batcher, scorer, version, *args)
+            answer["experiment"] = {"id": exp.id, "arm": arm}
+            return logged(answer, "user", variant=exp.variant(arm))
+        request_id = uuid.uuid4().hex  # seeds the draft: the list can be recomputed from it
+        control, treatment = await asyncio.gather(
+            _answer(batcher, model.scorer, model.version, *args),
+            _answer(batcher, live.scorer, live.treatment_version, *args))
+        recs, teams = experiment_arms.interleave(control["recommendations"],
+                                                 treatment["recommendations"], k, request_id)
+        answer = control | {"recommendations": recs, "experiment": {
+            "id": exp.id, "arm": experiment_arms.INTERLEAVED}}
+        version = {"control": model.version, "treatment": live.treatment_version}
+        return logged(answer, "user", request_id, [version[t] for t in teams],
+                      [exp.variant(t) for t in teams])
 
     # The handlers are async: they parse and answer on the event loop and hand the model work
     # to the batcher's single thread, which serves every request waiting at once.
@@ -240,8 +292,14 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
                            "fallback": "popular: unknown user", "history_length": 0,
                            "recommendations": [{"item_id": i, "score": None}
                                                for i in popular]}, "user")
-        return logged(await _answer(batcher, model, user_id, history.item_ids,
-                                    history.event_types, k, exclude_seen, because), "user")
+        live = follower.experiment
+        arm = live.arm(user_id) if live is not None else None
+        if arm is not None:
+            return await in_experiment(live, arm, model, user_id, history, k, exclude_seen,
+                                       because)
+        return logged(await _answer(batcher, model.scorer, model.version, user_id,
+                                    history.item_ids, history.event_types, k, exclude_seen,
+                                    because), "user")
 
     @app.post("/recommendations", response_model=SessionRecommendations,
               response_model_exclude_unset=True)
@@ -253,14 +311,16 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
         model = served()
         known = model.scorer.index
         unknown = [i for i in dict.fromkeys(body.item_ids) if i not in known]
-        answer = await _answer(batcher, model, None, body.item_ids, body.event_types, body.k,
-                               body.exclude_seen, body.because)
+        answer = await _answer(batcher, model.scorer, model.version, None, body.item_ids,
+                               body.event_types, body.k, body.exclude_seen, body.because)
         return logged(answer | {"unknown_items": unknown}, "session")
 
     @app.get("/health")
     def health() -> dict:
         model = follower.served
-        return {"status": "ok" if model and not follower.reload_error else
+        live = follower.experiment
+        return {"status": "ok" if model and not follower.reload_error
+                and not (live and live.error) else
                 ("degraded" if model else "no model"),
                 "model_version": model.version if model else None,
                 "reload_error": follower.reload_error,
@@ -269,7 +329,8 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
                 "intake": {"rows_journaled": journal.rows, "fsyncs": journal.fsyncs,
                            "segments_waiting": journal.waiting(),
                            "last_seal_s": journal.last_seal_s},
-                "impressions": {"written": shown.written, "dropped": shown.dropped}}
+                "impressions": {"written": shown.written, "dropped": shown.dropped},
+                "experiment": live.describe() if live else None}
 
     @app.get("/model")
     def model() -> dict:
@@ -278,7 +339,8 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
                 "kind": m.tags.get("kind"), "parent_version": m.tags.get("parent_version"),
                 "watermark": m.tags.get("watermark"),
                 "newest_event_ts": m.tags.get("newest_event_ts"),
-                "model_age_s": m.scorer.model_age_s(), "n_items": m.scorer.net.n_items}
+                "model_age_s": m.scorer.model_age_s(), "n_items": m.scorer.net.n_items,
+                "experiment": live.describe() if (live := follower.experiment) else None}
 
     return app
 
