@@ -63,7 +63,8 @@ def file_lock(path: Path, timeout: float = 600.0, poll: float = 0.05) -> Iterato
         os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a new or removed name in ``folder`` survive a power cut."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -86,7 +87,7 @@ def atomic_write_parquet(table: pa.Table, dest: Path) -> Path:
         crash_point("files.before_rename")
         os.replace(tmp, dest)
         crash_point("files.after_rename")
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from recsys.config import ExperimentConfig, Paths
-from recsys.files import file_lock
+from recsys.files import file_lock, fsync_dir
 from recsys.timeutil import utc_now
 
 RUNNING, DECIDING = "running", "deciding"
@@ -140,8 +140,4 @@ class ExperimentStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
-        fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.folder)

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from recsys import columns as C
 from recsys.config import Paths
-from recsys.files import TMP_PREFIX, file_lock, remove_stale_temp_files
+from recsys.files import TMP_PREFIX, file_lock, fsync_dir, remove_stale_temp_files
 from recsys.timeutil import utc_now
 
 HOURLY = "hourly"
@@ -122,11 +122,7 @@ def _write_hour(dest: Path, parts: list[Path]) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
-        fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(dest.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -50,13 +50,13 @@ from recsys.data.journal import (
     MALFORMED,
     ROW,
     dumps,
-    fsync_dir,
     recover,
     seal_segment,
     segment_name,
     try_lock,
 )
 from recsys.data.readers import NONSCALAR, json_row
+from recsys.files import fsync_dir
 from recsys.timeutil import utc_now
 
 log = logging.getLogger(__name__)

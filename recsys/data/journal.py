@@ -37,6 +37,7 @@ from recsys.config import IngestConfig, Paths
 from recsys.data.ingest import EVENT_RAW_COLUMNS, Ingestor, IngestReport
 from recsys.data.landing import LandingZone
 from recsys.data.readers import NONSCALAR, Malformed, RawChunk
+from recsys.files import fsync_dir
 
 try:  # a few times faster than json for the journal's small objects; prefect brings it
     import orjson
@@ -155,11 +156,3 @@ def try_lock(path: Path) -> int | None:
         raise
     return fd
 
-
-def fsync_dir(folder: Path) -> None:
-    """Make a new or removed name in ``folder`` survive a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
