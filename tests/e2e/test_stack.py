@@ -121,10 +121,12 @@ def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkey
         deployment = _post(f"{stack.prefect_url}/api/deployments/filter",
                            {"deployments": {"name": {"any_": ["online-report"]}}})[0]
         _post(f"{stack.prefect_url}/api/deployments/{deployment['id']}/create_flow_run", {})
-        report_artifact = _wait("the online-report artifact", lambda: _post(
-            f"{stack.prefect_url}/api/artifacts/filter",
-            {"artifacts": {"key": {"any_": ["online-report"]}}}), 240)
-        assert "CTR@10" in report_artifact[0]["data"]
+        # A scheduled run at start-up may have reported an empty period first: wait for one
+        # that saw the simulated traffic.
+        _wait("an online-report artifact with figures", lambda: [
+            a for a in _post(f"{stack.prefect_url}/api/artifacts/filter",
+                             {"artifacts": {"key": {"any_": ["online-report"]}}})
+            if "CTR@10" in (a["data"] or "")], 240)
 
         # The experiment was decided by the every-minute deployment, recorded on both versions.
         ended = _wait("the experiment to end", lambda: (
