@@ -380,7 +380,7 @@ def score(scoring: ScoreConfig, threads: ThreadConfig, home: HomeOpt = None) -> 
 
 @app.command()
 @config_options(
-    serving=(ServeConfig, ["host", "port"]),
+    serving=(ServeConfig, ["host", "port", "access_log"]),
     intake=(IntakeConfig, ["group_window_ms", "seal_interval_s", "max_request_events",
                            "max_request_bytes"]),
     impressions=(ImpressionConfig, [Opt("enabled", "impressions"), "flush_interval_s"]),
