@@ -100,11 +100,18 @@ def reports_markdown(reports: Iterable[IngestReport]) -> str:
 class Ingestor:
     """Validates chunks and publishes them; one instance per writer section."""
 
-    def __init__(self, writer: Writer, config: IngestConfig):
+    def __init__(self, writer: Writer, config: IngestConfig, threads: int | None = None):
+        """One DuckDB connection for the section; ``threads`` its threads (default: every core).
+
+        The service's sealer takes one, so that a seal does not take the cores from the
+        requests it serves.
+        """
         self.writer = writer
         self.zone = writer.zone
         self.config = config
         self.con = sql.connect()
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
 
     def close(self) -> None:
         self.con.close()

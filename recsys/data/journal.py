@@ -94,10 +94,14 @@ def read_segment(path: Path) -> RawChunk:
 
 
 def seal_segment(paths: Paths, path: Path, config: IngestConfig | None = None,
-                 timeout: float = 600.0) -> IngestReport | None:
-    """Ingest one segment into the landing zone, then delete it (None if already gone)."""
+                 timeout: float = 600.0, threads: int | None = None) -> IngestReport | None:
+    """Ingest one segment into the landing zone, then delete it (None if already gone).
+
+    ``threads``: DuckDB's threads for it (``Ingestor``); default every core.
+    """
     zone = LandingZone(paths)
-    with zone.writer(timeout=timeout) as writer, Ingestor(writer, config or IngestConfig()) as ing:
+    with zone.writer(timeout=timeout) as writer, \
+            Ingestor(writer, config or IngestConfig(), threads) as ing:
         if not path.exists():  # sealed meanwhile by a recovery in another process
             return None
         chunk = read_segment(path)

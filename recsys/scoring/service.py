@@ -363,4 +363,5 @@ def serve(paths: Paths | None = None, serving: ServeConfig | None = None,
     # each return waited up to 5 ms for a busy loop (a group commit's fsync, over a dozen).
     sys.setswitchinterval(GIL_SWITCH_S)
     uvicorn.run(create_app(paths, intake=intake, impressions=impressions), host=serving.host,
-                port=serving.port, log_level="info", access_log=serving.access_log)
+                port=serving.port, log_level="info", access_log=serving.access_log,
+                http="httptools")
