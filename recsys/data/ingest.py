@@ -289,7 +289,8 @@ def validate_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, config: Inges
     """``sql/validate_events.sql`` over ``raw`` (text columns, NONSCALAR and ``_row``).
 
     One row out per row in, with its status and, for a quarantined row, reason and detail.
-    File ingestion and the HTTP intake both call this, so both reject for the same reasons.
+    Files and sealed HTTP journals land through this; the HTTP intake's answer runs the same
+    row checks (``check_event_rows``), so both reject for the same reasons.
     """
     con.register("raw_events", raw)
     try:
@@ -299,17 +300,17 @@ def validate_events(con: duckdb.DuckDBPyConnection, raw: pa.Table, config: Inges
         con.unregister("raw_events")
 
 
-def validate_event_rows(con: duckdb.DuckDBPyConnection, raw: pa.Table, config: IngestConfig,
-                        now: dt.datetime) -> dict[str, list]:
-    """``validate_events`` for a small batch, as Python lists by column.
+def check_event_rows(con: duckdb.DuckDBPyConnection, raw: pa.Table, config: IngestConfig,
+                     now: dt.datetime) -> dict[str, list]:
+    """``sql/check_events.sql`` (the row checks alone) for a small batch, as lists by column.
 
-    The statement's binding and planning is most of the cost of a few rows (about 10 ms);
-    executing it directly binds it once, where a relation binds it twice (a third less CPU for
-    the HTTP intake's group commits). Big chunks keep the relation: it avoids copying rows.
+    The statement's binding and planning is most of the cost of a few rows; executing it
+    directly binds it once, where a relation binds it twice. Big chunks go through
+    ``validate_events`` and a relation, which avoids copying rows.
     """
     con.register("raw_events", raw)
     try:
-        result = sql.run(con, "validate_events", **_validation_params(config, now))
+        result = sql.run(con, "check_events", **_validation_params(config, now))
         names = [d[0] for d in result.description]
         return dict(zip(names, map(list, zip(*result.fetchall(), strict=True)), strict=True)) \
             if raw.num_rows else {n: [] for n in names}

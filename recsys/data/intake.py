@@ -10,8 +10,8 @@ make thousands of tiny parts. So the path from a request to a landed event has t
    event's fields as text, ``_row`` its line number, ``_nonscalar`` when a field held an object
    or a list, ``_malformed`` and ``raw`` when the entry was not an object at all). The writer
    takes every request waiting; after the first it waits ``IntakeConfig.group_window_ms`` for
-   more. It validates all of their rows in ONE DuckDB call of ``sql/validate_events.sql`` (the
-   file ingestion's checks, so the same reasons), appends every row, good and bad, then
+   more. It checks all of their rows in ONE DuckDB call of ``sql/check_events.sql`` (the
+   file ingestion's row checks, so the same reasons), appends every row, good and bad, then
    ``fsync``s once and only then settles each request. A 2xx therefore means "on disk"; a
    request whose journal write fails gets a 503 and nothing it sent counts as accepted.
 2. **Seal.** A sealer thread rotates to a new segment every ``IntakeConfig.seal_interval_s`` and
@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from recsys import sql
 from recsys.config import IngestConfig, IntakeConfig, Paths
-from recsys.data.ingest import EVENT_RAW_COLUMNS, validate_event_rows
+from recsys.data.ingest import EVENT_RAW_COLUMNS, check_event_rows
 from recsys.data.journal import (
     MALFORMED,
     ROW,
@@ -372,7 +372,15 @@ class Intake:
 
 # ---------------------------------------------------------------- validation
 def _prevalidate(con, rows: list[dict], config: IngestConfig) -> list[tuple]:
-    """Per row: ("accepted", Accepted), ("duplicate",) or ("rejected", reason, detail)."""
+    """Per row: ("accepted", Accepted), ("duplicate",) or ("rejected", reason, detail).
+
+    The row checks are file ingestion's (``sql/check_events.sql`` runs the ``checked_events``
+    macro that ``validate_events.sql`` runs). Repeats inside the group are compared here, by the
+    rule of ``validate_events.sql``: the first row of an event id (the client's, else the
+    content) is accepted, a later one with the same content is a duplicate, one with different
+    content is ``duplicate_event_id``. Repeats across groups are found when the journal is
+    sealed.
+    """
     objects = [n for n, row in enumerate(rows) if MALFORMED not in row]
     verdicts: list[tuple] = [("rejected", "malformed_row", row.get(MALFORMED))
                              for row in rows]
@@ -381,17 +389,27 @@ def _prevalidate(con, rows: list[dict], config: IngestConfig) -> list[tuple]:
     table = pa.table({c: pa.array([rows[n].get(c) for n in objects], pa.string())
                       for c in (*EVENT_RAW_COLUMNS, NONSCALAR)}
                      | {ROW: pa.array(objects, pa.int64())})
-    checked = validate_event_rows(con, table, config, utc_now())
-    for n, status, reason, detail, user, ts, item, kind in zip(
-            checked[ROW], checked["status"], checked["reason"], checked["detail"],
-            checked["user_id"], checked["ts"], checked["item_id"], checked["event_type"],
+    checked = check_event_rows(con, table, config, utc_now())
+    first: dict[tuple, tuple] = {}  # event id -> content of its first valid row
+    for n, problem, event_id, user, item, kind, ts, value in zip(
+            checked[ROW], checked["problem"], checked["event_id"], checked["user_id"],
+            checked["item_id"], checked["event_type"], checked["ts"], checked["value"],
             strict=True):
-        if status == "accepted":
+        if problem is not None:
+            reason, _, detail = problem.partition("|")
+            verdicts[n] = ("rejected", reason, detail)
+            continue
+        content = (user, item, kind, ts, value)
+        key = ("id", event_id) if event_id is not None else ("content", content)
+        if key not in first:
+            first[key] = content
             verdicts[n] = ("accepted", (user, ts, item, kind))
-        elif status == "duplicate":
+        elif first[key] == content:
             verdicts[n] = ("duplicate",)
         else:
-            verdicts[n] = ("rejected", reason, detail)
+            verdicts[n] = ("rejected", "duplicate_event_id",
+                           f"event_id {event_id} repeats an earlier event posted with it, with "
+                           "different content")
     return verdicts
 
 

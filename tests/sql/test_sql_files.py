@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from recsys import sql
-from recsys.config import ExperimentConfig, UpdateConfig
+from recsys.config import ExperimentConfig, IngestConfig, UpdateConfig
 from recsys.data.experiments import Experiment
 from recsys.data.features import build_features, get_watermark, open_store, read_store
 from recsys.data.ingest import ingest_frame
+from recsys.data.intake import _prevalidate, request_rows
 from recsys.data.microbatch import extract, plan_batch, refresh
 from recsys.data.sequences import load_training_data
 from recsys.data.status import status_report
@@ -65,6 +66,11 @@ def test_every_sql_file_is_run_by_the_pipeline(paths, monkeypatch):
     report = forget_user("u", paths)  # the bad row above was theirs
     assert report.quarantine_rows_removed == 1
     _online_statements(paths)
+    with sql.connect() as con:  # the HTTP intake's answer (check_events.sql)
+        verdicts = _prevalidate(con, request_rows([{"user_id": "u", "item_id": "i",
+                                                    "event_type": "nope", "ts": "1"}]),
+                                IngestConfig())
+        assert verdicts[0][:2] == ("rejected", "unknown_event_type")
     assert set(sql.names()) - used == set()
 
 
