@@ -40,7 +40,7 @@ import httpx
 import numpy as np
 
 # bench/ is the script's folder, so its sibling imports as a top-level module.
-from serving import machine, open_loop, prepare, start_service, stop_service
+from serving import machine, prepare, start_service, stop_service
 
 from recsys.config import ImpressionConfig, IntakeConfig
 from recsys.data.journal import dumps, loads
@@ -162,6 +162,39 @@ async def open_events(host: str, port: int, rate: float, seconds: float, connect
     return result
 
 
+async def open_gets(host: str, port: int, users: list[str], rate: float, seconds: float,
+                    connections: int = 16) -> list[float]:
+    """GET /recommendations on a fixed schedule; latencies (ms) from the scheduled times.
+
+    The same light asyncio client as the POST phases: bench/serving.py's thread pool of httpx
+    clients costs far more CPU per request, and its own stalls showed in the p99 as noise.
+    """
+    latencies: list[float] = []
+    due: asyncio.Queue = asyncio.Queue()
+
+    async def run():
+        conn = await Connection(host, port).open()
+        try:
+            while (job := await due.get()) is not None:
+                i, at = job
+                status, _ = await conn.request("GET", f"/recommendations/{users[i % len(users)]}")
+                latencies.append((time.perf_counter() - at) * 1e3 if status == 200 else np.inf)
+        finally:
+            conn.close()
+
+    workers = [asyncio.create_task(run()) for _ in range(connections)]
+    start = time.perf_counter() + 0.05
+    for i in range(int(rate * seconds)):
+        at = start + i / rate
+        if (wait := at - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        due.put_nowait((i, at))
+    for _ in workers:
+        due.put_nowait(None)
+    await asyncio.gather(*workers)
+    return latencies
+
+
 async def to_visible(host: str, port: int, items: list[str], n: int) -> list[float]:
     """POST one event for a new user, GET until the answer's history holds it."""
     conn = await Connection(host, port).open()
@@ -234,7 +267,8 @@ def main() -> None:
         pairs = []  # per slice pair: p99 logged - p99 not logged
         slices = max(2, args.slices)
         for _ in range(slices):  # alternate: drift in the machine's load hits both alike
-            got = {key: open_loop(url, users, 200, d / slices)["latencies"]
+            got = {key: asyncio.run(open_gets("127.0.0.1", int(url.rsplit(":", 1)[1]), users,
+                                              200, d / slices))
                    for key, url in (("on", url_on), ("off", url_off))}
             for key, values in got.items():
                 lat[key] += values
