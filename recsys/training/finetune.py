@@ -8,13 +8,16 @@ loss is the LightningModule's own, so both paths optimise exactly the same objec
 from __future__ import annotations
 
 import math
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from recsys import console
 from recsys.config import TrainConfig, UpdateConfig
 from recsys.data.containers import trim
 from recsys.data.datamodule import BucketBatchSampler
@@ -107,6 +110,11 @@ def _fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig, train_cfg: Tr
     losses: list[float] = []
     positions, finite, out_of_time = 0, True, False
     trained = torch.zeros(len(data), dtype=torch.bool)
+    # The console's step bar (drawn only on a terminal): the time left counts the steps still
+    # to run, which the time budget may cut short.
+    bar = tqdm(total=min(cfg.max_steps, len(sampler) * cfg.epochs), desc="fine-tuning",
+               unit="step", smoothing=0, disable=None, leave=False,
+               bar_format=console.STEP_FORMAT, file=sys.stderr)
     for index in _passes(sampler, cfg.epochs):
         if len(losses) >= cfg.max_steps:
             break
@@ -131,7 +139,9 @@ def _fine_tune(net: SeqRec, data: FineTuneData, cfg: UpdateConfig, train_cfg: Tr
         losses.append(loss.item())
         positions += n
         trained[idx] = True
+        bar.update(1)
         crash_point("finetune.after_step")
+    bar.close()
     net.eval()
     if finite and not all(np.isfinite(losses)):
         finite = False
