@@ -273,7 +273,7 @@ def demo(
     say = console.say
     say("timing two training steps to estimate how long the demo takes ...")
     plan = estimate_demo(get_preset(preset.value, seed=0), ModelConfig(), training,
-                         UpdateConfig(), updates)
+                         UpdateConfig(), updates, live_fraction)
     say(plan.summary())
     # One bar for the whole demo (the fit's own bar would fight it for the line).
     training = training.model_copy(update={"progress_bar": False})

@@ -6,8 +6,9 @@ demo's work is then counted in such steps and added up:
 
 - the full retrain: ``epochs x ceil(users / batch_size)`` steps, each costing ``FIT_FACTOR``
   timed steps (data loading, weight averaging, logging, validation after every epoch);
-- each micro-batch update: its fine-tune (at most ``UpdateConfig.time_budget_s``) and a fixed
-  cost for scoring two models on the held-out part and registering;
+- each micro-batch update: its fine-tune (``update_steps``: the steps its batch takes, at most
+  ``UpdateConfig.time_budget_s``) and a fixed cost for scoring two models on the held-out part
+  and registering;
 - the test evaluation, model logging and registration after the fit: fixed costs counted in
   step-equivalents, measured once on the reference machine (2 shared cores, AMD EPYC; see
   docs/operations.md for how close the estimate came).
@@ -99,8 +100,30 @@ def time_train_step(model_cfg: ModelConfig, n_items: int, rows: int, length: int
     return statistics.median(times[1:])
 
 
+def update_steps(world: SyntheticConfig, update_cfg: UpdateConfig, updates: int,
+                 live_fraction: float) -> int:
+    """Optimiser steps of one demo update's fine-tune.
+
+    The demo lands ``live_fraction`` of the events in ``2 * updates`` parts and each update
+    trains on one; its users' sequences plus as many replayed (``replay_ratio``) make the
+    batch, and the fine-tune takes ``epochs`` passes of ``batch_size`` sequences, at most
+    ``max_steps`` (the batch grows instead). Users in a part: the expected number of distinct
+    users among its events, drawn uniformly.
+
+    >>> from recsys.data.synthetic import preset
+    >>> update_steps(preset("tiny"), UpdateConfig(), 3, 0.1)
+    1
+    """
+    events = world.n_users * world.mean_events_per_user * live_fraction / max(1, 2 * updates)
+    users = world.n_users * (1 - math.exp(-events / world.n_users))
+    sequences = users * (1 + update_cfg.replay_ratio)
+    per_pass = math.ceil(sequences / update_cfg.batch_size)
+    return max(1, min(update_cfg.max_steps, per_pass * update_cfg.epochs))
+
+
 def estimate_demo(world: SyntheticConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                  update_cfg: UpdateConfig, updates: int) -> DemoEstimate:
+                  update_cfg: UpdateConfig, updates: int,
+                  live_fraction: float = 0.1) -> DemoEstimate:
     """Time two full-batch steps of the demo's model, then count the demo's work in steps.
 
     Smaller timed batches would be quicker but mislead: at the demo's size a step's cost is
@@ -111,7 +134,8 @@ def estimate_demo(world: SyntheticConfig, model_cfg: ModelConfig, train_cfg: Tra
     steps_per_epoch = math.ceil(world.n_users / train_cfg.batch_size)
     fit_s = train_cfg.max_epochs * steps_per_epoch * step_s * FIT_FACTOR
     update_step_s = step_s * update_cfg.batch_size / train_cfg.batch_size
-    finetune_s = min(update_cfg.time_budget_s, update_cfg.max_steps * update_step_s)
+    steps = update_steps(world, update_cfg, updates, live_fraction)
+    finetune_s = min(update_cfg.time_budget_s, steps * update_step_s)
     updates_s = updates * (finetune_s + UPDATE_STEPS * step_s)
     return DemoEstimate(step_s=step_s, fit_s=fit_s, after_fit_s=AFTER_FIT_STEPS * step_s,
                         updates_s=updates_s)
