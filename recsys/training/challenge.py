@@ -180,6 +180,17 @@ def decide(champion: Version, champ_net: SeqRec, candidate: SeqRec, unseen: Unse
     champ_score, cand_score = score_both(champ_net, candidate, unseen, device)
     verdict = compare({SET: champ_score}, {SET: cand_score}, cfg)
     figures = counts | verdict.figures
+    drop, se = figures.get(f"{SET}.drop", 0.0), figures.get(f"{SET}.drop_se", 0.0)
+    if verdict.promote and drop > cfg.tolerance * champ_score.ndcg + 1e-12:
+        # Not shown worse, but not shown as good either: the micro-batch gate lets such a
+        # candidate through (it descends from the champion and moves it a little), but one
+        # from another lineage would replace the champion on noise. With ~60 events a retrain
+        # at 0.23 passed a champion at 0.29 that way.
+        return Challenge("challenger", (
+            f"waits as challenger: on {where}, NDCG@10 {cand_score.ndcg:.4f} is below the "
+            f"champion's {champ_score.ndcg:.4f} by more than {cfg.tolerance:.0%}, within "
+            f"noise ({drop / se if se else 0:.1f} standard errors): too few events to tell "
+            "(`recsys promote` overrides)"), figures)
     if verdict.promote:
         return Challenge("promoted", f"on {where}: {verdict.reason}", figures)
     return Challenge("rejected", f"kept out: on {where}, {verdict.reason}", figures)

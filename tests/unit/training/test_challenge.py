@@ -67,3 +67,20 @@ def test_a_copy_of_the_champion_is_not_worse_and_a_worse_model_is_kept_out():
     assert other.decision == "rejected" and "kept out" in other.reason
     assert other.figures["unseen.champion.ndcg@10"] == 1.0
     assert other.figures["unseen.challenger.ndcg@10"] < 0.9
+
+
+def test_a_worse_point_estimate_within_noise_waits_instead_of_replacing_the_champion():
+    """The micro-batch gate's rule alone ("not shown worse") let a retrain at 0.23 replace a
+    champion at 0.29 on ~60 events; a candidate from another lineage must not be worse beyond
+    the tolerance even in its point estimate."""
+    champion = _net(0)
+    cases = _cases(60)
+    with torch.no_grad():
+        cases.target = champion.score(cases.items, cases.types)[:, 1:].argmax(1) + 1
+    noisy = GateConfig(unseen_min_events=50, z=1000.0)  # no drop is ever significant
+    out = decide(CHAMPION, champion, _net(1), _unseen(cases, 60), 9, noisy)
+    assert out.decision == "challenger" and "waits as challenger" in out.reason
+    assert "within noise" in out.reason and "too few events to tell" in out.reason
+    assert out.figures["unseen.drop"] > 0.05 * out.figures["unseen.champion.ndcg@10"]
+    same = decide(CHAMPION, champion, _net(0), _unseen(cases, 60), 9, noisy)
+    assert same.decision == "promoted"
