@@ -4,11 +4,16 @@ For each dataset: load it into a fresh project folder, build features, fully ret
 (leave-last-out, full ranking, early stopping on validation NDCG@10 unless --fixed-epochs) and
 print NDCG@10/HR@10 for the model, the popularity and item-CF baselines, epochs and wall time to
 the best validation epoch, training throughput and peak memory. With --rectools, RecTools'
-SASRecModel (same size: d=64 unless --d-model, 2 blocks, max length 50, full softmax; the same
-heads, dropout and lr) trains on the same split for the same number of epochs in its own virtual
-environment, and both print side by side. --max-users samples whole users where RecTools is too
-slow for all.
+SASRecModel (same size: d=64 unless --d-model, 2 blocks, the same --max-len (50 unless given),
+full softmax) trains on the same split in its own virtual environment, with the published
+SASRec recipe (1 head, dropout 0.1, lr 1e-3; --rectools-settings ours gives it our heads,
+dropout and lr instead), scoring validation NDCG@10 after every epoch the same way and stopping
+with the same patience (or after --fixed-epochs). Both curves print side by side against
+wall-clock seconds, with the time ours took to reach RecTools' best validation figure as a
+share of RecTools' training time, and the machine's CPU. --max-users samples whole users
+where RecTools is too slow for all.
 
+    .venv/bin/python bench/model_quality.py --dataset ml-100k --max-len 200 --rectools
     .venv/bin/python bench/model_quality.py --dataset ml-100k --fixed-epochs 50 --rectools
     .venv/bin/python bench/model_quality.py --dataset beauty --fixed-epochs 8 --rectools
     .venv/bin/python bench/model_quality.py --preset beauty-sasrec   # the published comparison
@@ -25,6 +30,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,11 +38,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from recsys import threads
+
+# OpenMP reads its wait policy when torch loads. Spinning threads of this process, idle while
+# RecTools trains in its child process, took ~90% of a core from it on 2 cores: passive waits
+# (the CLI's policy), inherited by the child too.
+os.environ.update({k: v for k, v in threads.launcher_env().items() if k not in os.environ})
+
 import numpy as np
 import pandas as pd
 
 from recsys import metrics as M
-from recsys import sql
+from recsys import precision, sql
 from recsys.config import (
     EvalConfig,
     FeatureConfig,
@@ -56,6 +69,9 @@ DATA = ROOT.parent / "shared" / "data"
 DATASETS = {"ml-100k": (DATA / "ml-100k" / "u.data", "ml100k"),
             "beauty": (DATA / "amazon-beauty" / "Beauty.txt", "sasrec")}
 RECTOOLS_VENV = ROOT / "bench" / ".venv-rectools"
+# Full-softmax SASRec as published (Klenitskiy & Vasilev, RecSys 2023): RecTools' settings with
+# --rectools-settings published, so that it is a fixed yardstick while ours is tuned.
+PUBLISHED = {"heads": 1, "dropout": 0.1, "lr": 1e-3}
 # Named settings for published comparisons. beauty-sasrec: the settings that reach the authors'
 # SASRec+ figure on Beauty (docs/benchmarks.md, "Beauty against the published figure"): their
 # code's init, lr, heads and fp32, the SASRec paper's dropout for sparse data, plain random
@@ -103,7 +119,7 @@ def prepare(name: str, home: Path, max_users: int = 0) -> Paths:
 def export_split(paths: Paths, folder: Path) -> pd.DataFrame:
     con = read_store(paths)
     try:
-        for split in ("train", "test"):
+        for split in ("train", "valid", "test"):
             rows = sql.query(con, "split_rows", protocol="leave_last_out", split=split).df()
             rows.to_parquet(folder / f"{split}.parquet")
     finally:
@@ -123,6 +139,34 @@ def list_metrics(recos: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
             "hr@20": M.hit_rate(r, 20)}
 
 
+def cpu_kind() -> str:
+    """The CPU's model name and the vector units that decide bf16's speed, for every report."""
+    m = precision.machine()
+    return (f"{m['cpu']} ({m['isa']}, avx512_bf16={m['avx512_bf16']}, amx={m['amx']}), "
+            f"{os.cpu_count()} cores, torch {m['torch']}")
+
+
+def first_reaching(curve: list[dict[str, float]], target: float) -> dict[str, float] | None:
+    """The first epoch of ``curve`` whose validation NDCG@10 is at least ``target``.
+
+    >>> first_reaching([{"wall_s": 1.0, "val_ndcg@10": 0.1}, {"wall_s": 2.0, "val_ndcg@10": 0.3}],
+    ...                0.2)
+    {'wall_s': 2.0, 'val_ndcg@10': 0.3}
+    """
+    return next((row for row in curve if row.get("val_ndcg@10", -1.0) >= target), None)
+
+
+def print_curves(ours: list[dict[str, float]], theirs: list[dict[str, float]]) -> None:
+    """Validation NDCG@10 by epoch against wall-clock seconds since fit start, side by side."""
+    print(f"{'epoch':>5} | {'ours s':>8} {'NDCG@10':>8} | {'RecTools s':>10} {'NDCG@10':>8}")
+    for i in range(max(len(ours), len(theirs))):
+        a = (f"{ours[i]['wall_s']:>8.1f} {ours[i]['val_ndcg@10']:>8.4f}" if i < len(ours)
+             else " " * 17)
+        b = (f"{theirs[i]['wall_s']:>10.1f} {theirs[i]['val_ndcg@10']:>8.4f}" if i < len(theirs)
+             else "")
+        print(f"{i + 1:>5} | {a} | {b}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=[*DATASETS, "all"], default="all")
@@ -132,6 +176,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--precision", default="auto", help="Our model's precision (auto = bf16 here).")
     ap.add_argument("--rectools", action="store_true", help="Also train RecTools' SASRecModel.")
+    ap.add_argument("--rectools-settings", choices=["published", "ours"], default="published",
+                    help="RecTools' heads, dropout and lr: the published recipe (1, 0.1, 1e-3) "
+                         "or the same as ours.")
+    ap.add_argument("--max-len", type=int, default=50,
+                    help="Most recent items each model reads (both ours and RecTools').")
     ap.add_argument("--d-model", type=int, default=64, help="Embedding size (SASRec's is 64).")
     ap.add_argument("--blocks", type=int, default=2, help="Transformer blocks (SASRec's is 2).")
     ap.add_argument("--heads", type=int, default=2)
@@ -190,6 +239,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    print(f"CPU: {cpu_kind()}", flush=True)
     for name in names:
         if not DATASETS[name][0].exists():
             print(f"[{name}] skipped: {DATASETS[name][0]} not found (see ../shared/data/README.md)")
@@ -199,7 +249,7 @@ def main() -> None:
             epochs = args.fixed_epochs or args.max_epochs
             patience = epochs if args.fixed_epochs else args.patience
             model_cfg = ModelConfig(d_model=args.d_model, n_blocks=args.blocks, n_heads=args.heads,
-                                    max_len=50, dropout=args.dropout,
+                                    max_len=args.max_len, dropout=args.dropout,
                                     init_std=args.init_std or None, use_text=False,
                                     use_event_types=False,
                                     label_smoothing=args.label_smoothing)
@@ -239,13 +289,21 @@ def main() -> None:
             folder = home / "rectools"
             folder.mkdir()
             test = export_split(paths, folder)
+            rt_set = PUBLISHED if args.rectools_settings == "published" else \
+                {"heads": args.heads, "dropout": args.dropout, "lr": args.lr}
+            print(f"[{name}] RecTools SASRecModel: {rt_set['heads']} head(s), dropout "
+                  f"{rt_set['dropout']}, lr {rt_set['lr']:g}, max length {args.max_len}",
+                  flush=True)
             proc = subprocess.run([str(py), str(ROOT / "bench" / "rectools_sasrec.py"),
-                                   str(folder), "--epochs", str(len(res.history)),
-                                   "--d-model", str(args.d_model),
-                                   "--heads", str(args.heads), "--dropout", str(args.dropout),
-                                   "--lr", str(args.lr), "--batch-size", str(args.batch_size),
+                                   str(folder), "--epochs", str(epochs),
+                                   "--patience", "0" if args.fixed_epochs else str(patience),
+                                   "--d-model", str(args.d_model), "--blocks", str(args.blocks),
+                                   "--max-len", str(args.max_len), "--seed", str(args.seed),
+                                   "--heads", str(rt_set["heads"]),
+                                   "--dropout", str(rt_set["dropout"]),
+                                   "--lr", str(rt_set["lr"]), "--batch-size", str(args.batch_size),
                                    *(["--filter-viewed"] if args.exclude_seen else [])],
-                                  capture_output=True, text=True)
+                                  stderr=subprocess.PIPE, text=True)
             if proc.returncode:
                 print(proc.stderr[-3000:])
                 raise SystemExit(f"RecTools run failed ({proc.returncode})")
@@ -253,11 +311,31 @@ def main() -> None:
             rm = list_metrics(pd.read_parquet(folder / "recos.parquet"), test)
             print(f"{'rectools SASRecModel':<22}{rm['ndcg@10']:>9.4f}{rm['hr@10']:>9.4f}"
                   f"{rm['ndcg@20']:>9.4f}{rm['hr@20']:>9.4f}")
-            print(f"same {rt['epochs']} epochs: ours NDCG@10 {ours['ndcg@10']:.4f} vs RecTools "
+            print(f"test (RecTools after its last epoch, {rt['epochs']}): ours NDCG@10 "
+                  f"{ours['ndcg@10']:.4f} vs RecTools "
                   f"{rm['ndcg@10']:.4f} ({ours['ndcg@10'] / rm['ndcg@10']:.2f}x); throughput "
                   f"{res.positions_per_s:,.0f} vs {rt['positions_per_s']:,.0f} positions/s "
                   f"({res.positions_per_s / rt['positions_per_s']:.2f}x); RecTools fit "
                   f"{rt['fit_s']:.1f} s, peak RSS {rt['peak_rss_mb']:.0f} MB", flush=True)
+            ours_curve = [h for h in res.history if "val_ndcg@10" in h]
+            print(f"\n[{name}] validation NDCG@10 against training wall clock (s since fit start; "
+                  f"ours includes its validation passes, RecTools' leaves them out); CPU: "
+                  f"{cpu_kind()}")
+            print_curves(ours_curve, rt["curve"])
+            rt_best = max(rt["curve"], key=lambda h: h["val_ndcg@10"])
+            hit = first_reaching(ours_curve, rt_best["val_ndcg@10"])
+            print(f"RecTools: best validation NDCG@10 {rt_best['val_ndcg@10']:.4f} at epoch "
+                  f"{rt_best['epoch']} of {rt['epochs']}, {rt_best['wall_s']:.1f} s; training wall "
+                  f"time {rt['fit_s']:.1f} s")
+            if hit is None:
+                print(f"ours did not reach RecTools' best validation NDCG@10 "
+                      f"({rt_best['val_ndcg@10']:.4f}); ours' best "
+                      f"{max(h['val_ndcg@10'] for h in ours_curve):.4f}", flush=True)
+            else:
+                print(f"ours reached RecTools' best validation NDCG@10 "
+                      f"({rt_best['val_ndcg@10']:.4f}) at epoch {hit['epoch']:.0f}, "
+                      f"t = {hit['wall_s']:.1f} s = {100 * hit['wall_s'] / rt['fit_s']:.0f}% of "
+                      f"RecTools' wall time ({rt['fit_s']:.1f} s)", flush=True)
 
 
 if __name__ == "__main__":

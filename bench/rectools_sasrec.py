@@ -2,10 +2,19 @@
 
 Runs in its own virtual environment (RecTools pins older Lightning/numpy/pandas), so it imports
 nothing from this project. Input: a folder with train.parquet (user_idx, history) and
-test.parquet (user_idx, history, target). Output in the same folder: recos.parquet
-(user_idx, items: top-K list) and rectools.json (timings).
+test.parquet (user_idx, history, target), and optionally valid.parquet (the same columns).
+Output in the same folder: recos.parquet (user_idx, items: top-K list) and rectools.json
+(timings and, with valid.parquet, the validation curve).
+
+With valid.parquet, a Lightning callback scores validation NDCG@10 after every epoch the way
+the project's evaluator does (full ranking of every item RecTools knows, one target per user,
+users it cannot score count as misses) and, with --patience, stops after that many epochs
+without a better figure. Each epoch's time is the training wall clock since fit start with the
+validation passes left out, so RecTools is timed as it would train without them.
 
     bench/.venv-rectools/bin/python bench/rectools_sasrec.py FOLDER --epochs 8
+    bench/.venv-rectools/bin/python bench/rectools_sasrec.py FOLDER --epochs 200 --patience 5 \\
+        --max-len 200
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pytorch_lightning import Trainer
+from pytorch_lightning import Callback, Trainer
 from rectools import Columns
 from rectools.dataset import Dataset
 from rectools.models import SASRecModel
@@ -46,6 +55,56 @@ def interactions(rows: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def ndcg_at_10(recos: pd.DataFrame, rows: pd.DataFrame) -> float:
+    """Mean of 1/log2(rank + 1) over ``rows``' targets ranked in the top 10, else 0."""
+    rank = {(u, i): r for u, i, r in zip(recos[Columns.User], recos[Columns.Item],
+                                          recos[Columns.Rank], strict=True)}
+    gains = [1.0 / np.log2(rank[(u, t)] + 1) if rank.get((u, t), 11) <= 10 else 0.0
+             for u, t in zip(rows["user_idx"], rows["target"], strict=True)]
+    return float(np.mean(gains)) if gains else float("nan")
+
+
+class ValidationCurve(Callback):
+    """Validation NDCG@10 after each epoch, against training wall clock; early stopping.
+
+    ``model.recommend`` refuses an unfitted model, so the flag is raised for the pass only; the
+    Lightning module is put back in training mode afterwards.
+    """
+
+    def __init__(self, model: SASRecModel, valid: pd.DataFrame, patience: int,
+                 filter_viewed: bool):
+        self.model, self.valid, self.patience = model, valid, patience
+        self.dataset = Dataset.construct(interactions(valid))
+        self.filter_viewed = filter_viewed
+        self.curve: list[dict[str, float]] = []
+        self._t0 = 0.0
+        self._eval_s = 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        t = time.perf_counter()
+        wall = t - self._t0 - self._eval_s
+        self.model.is_fitted = True
+        try:
+            recos = self.model.recommend(users=self.valid["user_idx"].to_numpy(),
+                                         dataset=self.dataset, k=10,
+                                         filter_viewed=self.filter_viewed)
+        finally:
+            self.model.is_fitted = False
+            pl_module.train()
+        ndcg = ndcg_at_10(recos, self.valid)
+        self.curve.append({"epoch": trainer.current_epoch + 1, "wall_s": wall,
+                           "val_ndcg@10": ndcg})
+        self._eval_s += time.perf_counter() - t
+        best = max(range(len(self.curve)), key=lambda i: self.curve[i]["val_ndcg@10"])
+        print(f"rectools epoch {len(self.curve)}: {wall:.1f} s, validation NDCG@10 {ndcg:.4f}",
+              flush=True)
+        if self.patience and len(self.curve) - 1 - best >= self.patience:
+            trainer.should_stop = True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
@@ -58,6 +117,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--patience", type=int, default=0,
+                    help="With valid.parquet: stop after this many epochs without a better "
+                         "validation NDCG@10 (0 = run every epoch).")
     ap.add_argument("--filter-viewed", action="store_true", help="Drop seen items from lists.")
     ap.add_argument("--limit-batches", type=int, default=0,
                     help="Throughput only: stop each epoch after this many batches (0 = full).")
@@ -65,12 +128,15 @@ def main() -> None:
 
     train = pd.read_parquet(args.folder / "train.parquet")
     test = pd.read_parquet(args.folder / "test.parquet")
-    torch.manual_seed(42)
+    valid_path = args.folder / "valid.parquet"
+    valid = pd.read_parquet(valid_path) if valid_path.exists() else None
+    torch.manual_seed(args.seed)
+    callbacks: list[Callback] = []
 
     def trainer_factory() -> Trainer:
         return Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False,
                        enable_checkpointing=False, enable_progress_bar=False,
-                       enable_model_summary=False,
+                       enable_model_summary=False, callbacks=callbacks,
                        limit_train_batches=args.limit_batches or None)
 
     model = SASRecModel(
@@ -80,10 +146,17 @@ def main() -> None:
         item_net_block_types=(IdEmbeddingsItemNet,), get_trainer_func=trainer_factory,
         recommend_torch_device="cpu",
     )
+    curve = None
+    if valid is not None and not args.limit_batches:
+        curve = ValidationCurve(model, valid, args.patience, args.filter_viewed)
+        callbacks.append(curve)
     train_df = interactions(train)
     t0 = time.perf_counter()
     model.fit(Dataset.construct(train_df))
     fit_s = time.perf_counter() - t0
+    epochs = len(curve.curve) if curve else args.epochs
+    if curve:  # the training time alone, as RecTools would run it without our validation
+        fit_s = curve.curve[-1]["wall_s"]
 
     lengths = train["history"].map(len).to_numpy()
     # Target positions per epoch, counted as SASRec trains them: last max_len + 1 items.
@@ -92,7 +165,7 @@ def main() -> None:
     if args.limit_batches:
         positions = positions * min(args.limit_batches, n_batches) / n_batches
         (args.folder / "rectools.json").write_text(json.dumps({
-            "fit_s": fit_s, "epochs": args.epochs, "limit_batches": args.limit_batches,
+            "fit_s": fit_s, "epochs": epochs, "limit_batches": args.limit_batches,
             "positions_per_s": positions * args.epochs / fit_s,
             "peak_rss_mb": peak_rss_mb()}))
         return
@@ -107,9 +180,9 @@ def main() -> None:
                                                           Columns.Item: "items"})
     out.to_parquet(args.folder / "recos.parquet")
     (args.folder / "rectools.json").write_text(json.dumps({
-        "fit_s": fit_s, "recommend_s": rec_s, "epochs": args.epochs,
-        "positions_per_epoch": positions, "positions_per_s": positions * args.epochs / fit_s,
-        "peak_rss_mb": peak_rss_mb(),
+        "fit_s": fit_s, "recommend_s": rec_s, "epochs": epochs,
+        "positions_per_epoch": positions, "positions_per_s": positions * epochs / fit_s,
+        "peak_rss_mb": peak_rss_mb(), "curve": curve.curve if curve else [],
     }))
 
 
