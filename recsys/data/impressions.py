@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from recsys import columns as C
@@ -135,23 +136,36 @@ class ImpressionLog:
 
 
 def _table(entries: list[tuple]) -> pa.Table:
-    """One row per shown item: each answer's fields repeated over its items."""
-    counts = [len(e[2]) for e in entries]
+    """One row per shown item: each answer's fields repeated over its items.
 
-    def repeat(i: int) -> list:  # a list holds one value per item already
-        return list(itertools.chain.from_iterable(
-            e[i] if isinstance(e[i], list | tuple) else itertools.repeat(e[i], n)
-            for e, n in zip(entries, counts, strict=True)))
+    Built column by column in Arrow and numpy: this runs on the writer thread while requests
+    wait for the GIL, and a per-item Python loop held it for ~1.5 ms a second at 200 answers/s
+    (the switch interval lets a waiting request in only every millisecond).
+    """
+    counts = np.fromiter((len(e[2]) for e in entries), np.int64, len(entries))
+    owner = np.repeat(np.arange(len(entries)), counts)  # the answer each row comes from
+    starts = np.cumsum(counts) - counts
+    positions = np.arange(len(owner), dtype=np.int32) - starts[owner].astype(np.int32) + 1
+
+    def column(i: int, field: pa.Field) -> pa.Array:
+        values = [e[i] for e in entries]
+        if any(isinstance(v, list | tuple) for v in values):  # one value per item somewhere
+            return pa.array(list(itertools.chain.from_iterable(
+                v if isinstance(v, list | tuple) else itertools.repeat(v, n)
+                for v, n in zip(values, counts.tolist(), strict=True))), field.type)
+        return pa.array(values, field.type).take(owner)
 
     items = list(itertools.chain.from_iterable(e[2] for e in entries))
     scores = list(itertools.chain.from_iterable(
         e[3] if e[3] is not None else itertools.repeat(None, n)
-        for e, n in zip(entries, counts, strict=True)))
-    positions = list(itertools.chain.from_iterable(range(1, n + 1) for n in counts))
-    columns = {
-        C.REQUEST_ID: repeat(0), C.USER_ID: repeat(1), C.ITEM_ID: items,
-        C.POSITION: positions, C.SCORE: scores, C.MODEL_VERSION: repeat(4),
-        C.VARIANT: repeat(5), C.SURFACE: repeat(6), C.TS: repeat(7),
-    }
-    return pa.table({f.name: pa.array(columns[f.name], f.type) for f in C.IMPRESSION_SCHEMA},
-                    schema=C.IMPRESSION_SCHEMA)
+        for e, n in zip(entries, counts.tolist(), strict=True)))
+    schema = C.IMPRESSION_SCHEMA
+    columns = {C.REQUEST_ID: column(0, schema.field(C.REQUEST_ID)),
+               C.USER_ID: column(1, schema.field(C.USER_ID)),
+               C.ITEM_ID: pa.array(items, pa.string()), C.POSITION: pa.array(positions),
+               C.SCORE: pa.array(scores, pa.float64()),
+               C.MODEL_VERSION: column(4, schema.field(C.MODEL_VERSION)),
+               C.VARIANT: column(5, schema.field(C.VARIANT)),
+               C.SURFACE: column(6, schema.field(C.SURFACE)),
+               C.TS: column(7, schema.field(C.TS))}
+    return pa.table([columns[f.name] for f in schema], schema=schema)

@@ -44,6 +44,21 @@ def test_answers_become_one_row_per_item_in_the_contract_schema(paths):
     assert ((age >= 0) & (age < 60)).all()  # naive UTC, when the answer was logged
 
 
+def test_an_interleaved_answer_labels_each_item_with_its_team_and_model(paths):
+    log = ImpressionLog(paths, ImpressionConfig(flush_interval_s=60))
+    log.log("r1", "u1", ["a", "b"], [0.9, 0.5], "7")
+    log.log("r2", "u2", ["c", "d", "e"], None, ["7", "8", "7"], ["A", "B", "A"])
+    log.log("r3", None, ["f"], [0.3], "8", "B")
+    log.close()
+    df = read(paths)
+    assert df.request_id.tolist() == ["r1"] * 2 + ["r2"] * 3 + ["r3"]
+    assert df.position.tolist() == [1, 2, 1, 2, 3, 1]
+    assert df.model_version.tolist() == ["7", "7", "7", "8", "7", "8"]
+    assert df.variant.tolist()[2:] == ["A", "B", "A", "B"] and df.variant[:2].isna().all()
+    assert df.score[2:5].isna().all() and df.score.tolist()[5] == 0.3
+    assert df.user_id.tolist()[:5] == ["u1", "u1", "u2", "u2", "u2"] and pd.isna(df.user_id[5])
+
+
 def test_the_thread_writes_a_part_every_interval_and_early_when_the_buffer_fills(paths):
     log = ImpressionLog(paths, ImpressionConfig(flush_interval_s=0.2, max_buffer_rows=1000))
     log.start()
