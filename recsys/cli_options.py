@@ -96,6 +96,22 @@ def _build(cls: type, values: dict[str, Any]):
         raise typer.BadParameter(str(exc)) from None
 
 
+_CTX = "_config_options_ctx"  # the typer.Context a command built here receives
+
+
+def _given(ctx: typer.Context | None, name: str) -> bool:
+    """Whether the value of parameter ``name`` was given, not taken from its default.
+
+    Options left at their defaults stay unset in the config (its ``model_fields_set``), so that
+    code can tell a user's choice from a default: the full retrain chooses an unset maximum
+    length from the data. Without a context (a direct call) every value counts as given.
+    """
+    if ctx is None:
+        return True
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
 def config_options(**groups: tuple[type, Sequence[str | Opt]]) -> Callable:
     """Replace each parameter named in ``groups`` by options for the listed fields of its config.
 
@@ -124,11 +140,17 @@ def config_options(**groups: tuple[type, Sequence[str | Opt]]) -> Callable:
 
         @functools.wraps(fn)
         def command(**kwargs):
+            ctx = kwargs.pop(_CTX, None) or next(
+                (v for v in kwargs.values() if isinstance(v, typer.Context)), None)
             for group, (cls, fields) in opts.items():
-                kwargs[group] = _build(cls, {o.field: kwargs.pop(f"{group}__{o.field}")
-                                             for o in fields})
+                values = {o.field: kwargs.pop(f"{group}__{o.field}") for o in fields}
+                kwargs[group] = _build(cls, {k: v for k, v in values.items()
+                                             if _given(ctx, f"{group}__{k}")})
             return fn(**kwargs)
 
+        if not any(p.annotation is typer.Context for p in params):
+            params.append(inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=typer.Context))
         command.__signature__ = inspect.Signature(params)
         command.__config_options__ = opts  # for tests that compare the CLI with the configs
         command.__annotations__ = {p.name: p.annotation for p in params}

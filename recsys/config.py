@@ -182,7 +182,11 @@ class ModelConfig(_Config):
     d_model: int = Field(64, ge=1, description="Embedding / hidden size.")
     n_blocks: int = Field(2, ge=1, description="Transformer blocks in the user tower.")
     n_heads: int = Field(2, ge=1, description="Attention heads.")
-    max_len: int = Field(50, ge=1, description="Most recent items the user tower reads.")
+    max_len: int = Field(
+        50, ge=1,
+        description="Most recent items the user tower reads. Left unset, a full retrain takes "
+                    "the 90th percentile of the training sequences' lengths, rounded down to a "
+                    "multiple of 50, within 50-200 (recsys.training.sizing).")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout in the user tower.")
     use_text: bool = Field(
         True, description="Add the text projection to the item tower (items with no text get "

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
+from recsys import console, sql
 from recsys.config import (
     EvalConfig,
     FeatureConfig,
@@ -44,6 +46,7 @@ from recsys.training import PREDICTOR
 from recsys.training.challenge import SET, Challenge, challenge, held_out_keys
 from recsys.training.gate import decide_full
 from recsys.training.precision import TrainShape
+from recsys.training.sizing import fit_to_data
 from recsys.training.trainer import (
     TrainingHistory,
     build_trainer,
@@ -135,6 +138,21 @@ def read_training_data(paths: Paths, train_cfg: TrainConfig, model_cfg: ModelCon
     return data
 
 
+def fit_model_to_data(paths: Paths, train_cfg: TrainConfig,
+                      model_cfg: ModelConfig) -> tuple[ModelConfig, dict[str, str]]:
+    """``model_cfg`` with the settings the user left unset chosen from the training split.
+
+    See ``recsys.training.sizing``; the second value says what was chosen and why.
+    """
+    if "max_len" in model_cfg.model_fields_set or not paths.features_db.exists():
+        return model_cfg, {}
+    with read_store(paths) as con:
+        rows = sql.query(con, "split_rows", protocol=train_cfg.protocol,
+                         split="train").to_arrow_table()
+    lengths = pc.list_value_length(rows["history"]).to_numpy(zero_copy_only=False)
+    return fit_to_data(model_cfg, lengths[lengths >= 2])
+
+
 def guard_set(test: EvalSet, n: int, seed: int) -> EvalSet:
     """A seeded sample of the test split, the lineage's fixed check against forgetting.
 
@@ -183,6 +201,9 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
     tracking_cfg = tracking_cfg or TrackingConfig()
 
     data_read_at = utc_now()
+    model_cfg, chosen = fit_model_to_data(paths, train_cfg, model_cfg)
+    for name, why in chosen.items():
+        console.say(f"{name} {why} (from the data; set --{name.replace('_', '-')} to choose)")
     data = read_training_data(paths, train_cfg, model_cfg, feature_cfg)
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     module, datamodule = _build(data, model_cfg, train_cfg, eval_cfg)
@@ -193,6 +214,7 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
             run = stack.enter_context(
                 runs.start_run(paths, tracking_cfg, f"full-retrain {data.protocol}"))
             _log_setup(run, data, fp, model_cfg, train_cfg, eval_cfg)
+            run.log_params({f"model.{k}_chosen_from_data": v for k, v in chosen.items()})
         ckpt_dir = paths.checkpoints / (run.id if run else "run")
         history = _fit(module, datamodule, train_cfg, ckpt_dir, run, tracking_cfg.experiment)
         if history is None:  # a DDP rank other than zero

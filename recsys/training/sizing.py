@@ -1,0 +1,66 @@
+"""Model settings the data decides when the user leaves them unset: the maximum length.
+
+A fixed maximum length either cuts long histories short or pads short ones for nothing:
+ml-100k's median training sequence is 63 items and its 90th percentile 242, where the
+synthetic demo's are 21 and 85. On ml-100k, reading 200 items instead of 50 raised the best
+validation NDCG@10 from 0.0613 to 0.0774 (docs/benchmarks.md, "Long sequences: ml-100k at max
+length 200").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from recsys.config import ModelConfig
+
+# The 90th percentile of training sequence lengths, rounded down to a multiple of LEN_STEP and
+# held within [MIN_LEN, MAX_LEN]. Rounding down keeps the synthetic demo (90th percentile ~85)
+# at 50, the former fixed default, so it does not slow down; MAX_LEN is SASRec's longest setting
+# (ML-1M), and attention's cost per position grows with the length.
+LEN_QUANTILE, LEN_STEP, MIN_LEN, MAX_LEN = 0.9, 50, 50, 200
+
+
+def max_len_for(lengths: np.ndarray) -> int:
+    """The maximum length for training sequences of these lengths (see ``LEN_QUANTILE``).
+
+    >>> max_len_for(np.array([10, 20, 30]))
+    50
+    >>> max_len_for(np.arange(1, 201)), max_len_for(np.arange(1, 1001))
+    (150, 200)
+    """
+    if not len(lengths):
+        return MIN_LEN
+    q = float(np.quantile(lengths, LEN_QUANTILE))
+    return int(min(MAX_LEN, max(MIN_LEN, math.floor(q / LEN_STEP) * LEN_STEP)))
+
+
+def fit_to_data(cfg: ModelConfig, lengths: np.ndarray) -> tuple[ModelConfig, dict[str, str]]:
+    """``cfg`` with its ``max_len`` chosen from the data if the user left it unset.
+
+    A field counts as set when the caller passed it (pydantic's ``model_fields_set``; the CLI
+    passes only the options given on the command line); a set field is kept as it is.
+
+    Parameters
+    ----------
+    cfg
+        The model settings as the user gave them.
+    lengths
+        Training sequence lengths (items per user in the training split, before truncation).
+
+    Returns
+    -------
+    tuple
+        The settings to train with, and for each field chosen here a line saying why (for
+        MLflow's parameters and the console).
+    """
+    if "max_len" in cfg.model_fields_set:
+        return cfg, {}
+    max_len = max_len_for(lengths)
+    q = float(np.quantile(lengths, LEN_QUANTILE)) if len(lengths) else 0.0
+    why = {"max_len": f"{max_len}: the {LEN_QUANTILE:.0%} quantile of training sequence "
+                      f"lengths is {q:.0f}"}
+    resolved = cfg.model_copy(update={"max_len": max_len})
+    resolved.__pydantic_fields_set__ = set(cfg.model_fields_set)  # still the user's own
+    return resolved, why

@@ -1,0 +1,39 @@
+"""The maximum length chosen from the data: only where the user left it unset, by the rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.config import ModelConfig
+from recsys.training.sizing import fit_to_data, max_len_for
+
+rng = np.random.default_rng(0)
+# The synthetic demo's lengths (lognormal, mean 40, within 3..400) and a long-history dataset
+# shaped like ml-100k's (median ~63, 90th percentile ~224).
+DEMO = np.clip(rng.lognormal(np.log(40) - 0.5, 1.0, 4000).astype(int), 3, 400) - 2
+LONG = np.clip(rng.lognormal(np.log(65), 0.95, 943).astype(int), 18, 735)
+
+
+@pytest.mark.parametrize(("lengths", "expected"), [
+    (np.array([3, 5, 9]), 50),                 # short sequences: never below 50
+    (DEMO, 50),                                # the demo keeps 50, so it does not slow down
+    (LONG, 200),                               # long histories read up to 200
+    (np.arange(1, 201), 150),                  # 90th percentile 180, rounded down to 150
+    (np.full(100, 5000), 200),                 # never above 200
+    (np.array([], dtype=int), 50),
+])
+def test_max_len_follows_the_length_distribution(lengths, expected):
+    assert max_len_for(lengths) == expected
+
+
+def test_an_unset_max_len_is_chosen_and_explained():
+    cfg, why = fit_to_data(ModelConfig(d_model=32), LONG)
+    assert (cfg.max_len, cfg.dropout, cfg.d_model) == (200, 0.2, 32)
+    assert set(why) == {"max_len"} and "quantile" in why["max_len"]
+    assert cfg.model_fields_set == {"d_model"}  # still what the user chose, nothing more
+
+
+def test_the_users_max_len_wins():
+    given = ModelConfig(max_len=30)
+    assert fit_to_data(given, LONG) == (given, {})
