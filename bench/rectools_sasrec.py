@@ -71,14 +71,19 @@ class ValidationCurve(Callback):
     Lightning module is put back in training mode afterwards.
     """
 
-    def __init__(self, model: SASRecModel, valid: pd.DataFrame, patience: int,
-                 filter_viewed: bool):
-        self.model, self.valid, self.patience = model, valid, patience
+    def __init__(self, valid: pd.DataFrame, patience: int, filter_viewed: bool):
+        self.model: SASRecModel | None = None  # set once the model exists (it makes the Trainer)
+        self.valid, self.patience = valid, patience
         self.dataset = Dataset.construct(interactions(valid))
         self.filter_viewed = filter_viewed
         self.curve: list[dict[str, float]] = []
         self._t0 = 0.0
         self._eval_s = 0.0
+
+    def __deepcopy__(self, memo: dict) -> ValidationCurve:
+        # RecTools fits a deep copy of the Trainer it was given: keep this one, which holds the
+        # curve and the model (a copy would hold a copy of the model, not the one training).
+        return self
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
@@ -131,7 +136,10 @@ def main() -> None:
     valid_path = args.folder / "valid.parquet"
     valid = pd.read_parquet(valid_path) if valid_path.exists() else None
     torch.manual_seed(args.seed)
-    callbacks: list[Callback] = []
+    curve = None
+    if valid is not None and not args.limit_batches:
+        curve = ValidationCurve(valid, args.patience, args.filter_viewed)
+    callbacks: list[Callback] = [curve] if curve else []
 
     def trainer_factory() -> Trainer:
         return Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False,
@@ -146,10 +154,8 @@ def main() -> None:
         item_net_block_types=(IdEmbeddingsItemNet,), get_trainer_func=trainer_factory,
         recommend_torch_device="cpu",
     )
-    curve = None
-    if valid is not None and not args.limit_batches:
-        curve = ValidationCurve(model, valid, args.patience, args.filter_viewed)
-        callbacks.append(curve)
+    if curve:
+        curve.model = model
     train_df = interactions(train)
     t0 = time.perf_counter()
     model.fit(Dataset.construct(train_df))
