@@ -129,6 +129,21 @@ async def closed_loop(host: str, port: int, batch: int, connections: int, second
     return load.finish(pid, cpu0)
 
 
+async def on_schedule(run, due: asyncio.Queue, n: int, rate: float, connections: int) -> None:
+    """Start ``connections`` copies of ``run``, feed ``due`` ``(i, scheduled time)`` for ``n``
+    requests at ``rate``/s, then a stop for each, and wait for them (an open loop)."""
+    workers = [asyncio.create_task(run()) for _ in range(connections)]
+    start = time.perf_counter() + 0.1
+    for i in range(n):
+        at = start + i / rate
+        if (wait := at - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        due.put_nowait((i, at))
+    for _ in workers:
+        due.put_nowait(None)
+    await asyncio.gather(*workers)
+
+
 async def open_events(host: str, port: int, rate: float, seconds: float, connections: int,
                       tag: str, pid: int) -> dict:
     """Single events sent on a fixed schedule; latency counts from the scheduled time."""
@@ -147,16 +162,7 @@ async def open_events(host: str, port: int, rate: float, seconds: float, connect
         finally:
             conn.close()
 
-    workers = [asyncio.create_task(run()) for _ in range(connections)]
-    start = time.perf_counter() + 0.1
-    for i in range(n):
-        at = start + i / rate
-        if (wait := at - time.perf_counter()) > 0:
-            await asyncio.sleep(wait)
-        due.put_nowait((i, at))
-    for _ in workers:
-        due.put_nowait(None)
-    await asyncio.gather(*workers)
+    await on_schedule(run, due, n, rate, connections)
     result = load.finish(pid, cpu0)
     result["offered"] = rate
     return result
@@ -182,16 +188,7 @@ async def open_gets(host: str, port: int, users: list[str], rate: float, seconds
         finally:
             conn.close()
 
-    workers = [asyncio.create_task(run()) for _ in range(connections)]
-    start = time.perf_counter() + 0.05
-    for i in range(int(rate * seconds)):
-        at = start + i / rate
-        if (wait := at - time.perf_counter()) > 0:
-            await asyncio.sleep(wait)
-        due.put_nowait((i, at))
-    for _ in workers:
-        due.put_nowait(None)
-    await asyncio.gather(*workers)
+    await on_schedule(run, due, int(rate * seconds), rate, connections)
     return latencies
 
 
