@@ -94,13 +94,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _request(url: str, body: dict | None = None, timeout: float = 30.0) -> dict:
-    """JSON from the Prefect REST API (GET, or POST with ``body``)."""
+def _request(url: str, body: dict | None = None, timeout: float = 30.0,
+             attempts: int = 6) -> dict:
+    """JSON from the Prefect REST API (GET, or POST with ``body``).
+
+    A 503 is tried again after a growing pause, as Prefect's own client does: on a loaded
+    machine the server's SQLite database is busy for a moment, and the request did nothing.
+    """
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+    for attempt in range(attempts):
+        request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == attempts - 1:
+                raise
+            log.info("%s answered 503 (busy): trying again", url)
+            time.sleep(min(2.0 ** attempt, 10.0))
+    raise AssertionError("unreachable")
 
 
 def _elapsed(seconds: float) -> str:

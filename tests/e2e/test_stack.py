@@ -52,10 +52,13 @@ def _runs(stack: Stack, flow: str) -> list[dict]:
 
 
 def _wait(what: str, check, timeout: float, poll: float = 5.0):
-    deadline = time.monotonic() + timeout
+    """Poll until `check` is truthy; print how long it took (pytest -s), where the minutes go."""
+    start = time.monotonic()
+    deadline = start + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
+            print(f"[stack e2e] {time.monotonic() - start:5.1f}s waiting for {what}")
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
@@ -68,7 +71,9 @@ def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkey
         preset="tiny", epochs=10, speedup=1920.0, tick_seconds=10.0))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_url)
     try:
+        start = time.monotonic()
         stack.up()
+        print(f"[stack e2e] {time.monotonic() - start:5.1f}s for stack.up()")
         with pytest.raises(RuntimeError, match="already running"):
             stack.up()  # no twins
         registry = Registry(paths, TrackingConfig())
@@ -80,7 +85,7 @@ def test_stack_runs_scheduled_micro_batches_promotes_and_scores(tmp_path, monkey
         # An experiment from the start: the first full model (treatment, by version number)
         # beside the champion as micro-batches move it; it ends by itself, inconclusive or not.
         exp = experiment_run.start(paths, ExperimentConfig(
-            treatment=first.version, min_minutes=1, max_minutes=3, min_users=5))
+            treatment=first.version, min_minutes=0.5, max_minutes=1.5, min_users=5))
 
         def completed_micro_batches():
             runs = [r for r in _runs(stack, "micro-batch-update")

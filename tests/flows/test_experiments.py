@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
-import pytest
-from prefect.testing.utilities import prefect_test_harness
-
 from flows.experiments import experiment_decision
 from recsys import experiment_run
 from recsys.config import ExperimentConfig, TrackingConfig
@@ -15,12 +12,6 @@ from recsys.data.experiments import ExperimentStore
 from recsys.registry.registry import Registry
 from tests.flows.test_online_report import _artifact
 from tests.unit.test_experiment_run import _interleaved_traffic, home  # noqa: F401 (fixture)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_the_flow_promotes_a_winner_and_says_so_in_its_artifact(home, monkeypatch):  # noqa: F811

@@ -7,7 +7,6 @@ import asyncio
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.backtest import backtest
 from flows.build_features import build_features
@@ -18,12 +17,6 @@ from flows.replay import replay
 from flows.score import score
 from recsys.config import BacktestConfig, BacktestData, ScoreConfig, TrainConfig, UpdateConfig
 from recsys.scoring.batch import read_recommendations
-
-
-@pytest.fixture(scope="module", autouse=True)
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture

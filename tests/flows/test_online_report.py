@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-import pytest
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.online_report import online_report
 from recsys.config import Paths, TrackingConfig
@@ -16,12 +14,6 @@ from recsys.online_report_run import default_folder
 from recsys.registry import runs, tracking
 from recsys.timeutil import utc_now
 from tests.unit.evaluation.test_online import event, shown, write_events, write_impressions
-
-
-@pytest.fixture(scope="module", autouse=True)
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def _artifact(key: str) -> str:

@@ -1,4 +1,4 @@
-"""Soak: everything at once for ten minutes, as in production (opt-in: ``pytest -m soak -s``).
+"""Soak: everything at once for ten minutes, as in production (opt-in: ``pytest -m soak -n0 -s``).
 
 A replay streams a month of synthetic events into the landing zone at ~130 events/s, the
 micro-batch update runs every minute, batch scoring every two and a half, and the real-time

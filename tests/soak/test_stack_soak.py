@@ -1,4 +1,4 @@
-"""Soak: the local stack left up for 15 minutes keeps moving (opt-in: ``pytest -m soak -s``).
+"""Soak: the local stack left up for 15 minutes keeps moving (opt-in: ``pytest -m soak -n0 -s``).
 
 A fresh stack on the tiny world (its live traffic: the simulated users, posting their
 reactions to the service) runs its schedules untouched. Afterwards, in each third of the time:

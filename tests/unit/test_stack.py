@@ -198,3 +198,39 @@ def test_the_traffic_process_simulates_and_status_shows_requests_clicks_and_ctr(
     assert got["traffic progress"].startswith(
         "1,200 requests, 12,000 impressions, 960 clicks (CTR 8.00%), 300 carts, 120 purchases, "
         "1,800 events accepted in 240 s, last report at ")
+
+
+def test_a_busy_prefect_server_503_is_tried_again_and_a_lasting_one_is_raised(monkeypatch):
+    import http.server
+    import threading
+    import urllib.error
+
+    from recsys import stack as stack_module
+
+    monkeypatch.setattr(stack_module.time, "sleep", lambda s: None)
+    answers = iter([503, 503, 200] + [503] * 10)
+    seen: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.rfile.read(int(self.headers["Content-Length"])))
+            code = next(answers)
+            self.send_response(code)
+            self.end_headers()
+            if code == 200:
+                self.wfile.write(b'{"id": "run-1"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/api/x"
+    try:
+        assert stack_module._request(url, {"a": 1}) == {"id": "run-1"}
+        assert seen == [b'{"a": 1}'] * 3  # the same request, three times
+        with pytest.raises(urllib.error.HTTPError, match="503"):
+            stack_module._request(url, {"a": 1}, attempts=3)
+        assert len(seen) == 6
+    finally:
+        server.shutdown()
