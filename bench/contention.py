@@ -38,8 +38,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from loadgen import open_loop
 from microbatch_update import prepare
-from serving import open_loop
 
 from recsys import console, precision, threads
 from recsys.config import ModelConfig, Paths, ThreadConfig, TrackingConfig, TrainConfig

@@ -40,6 +40,7 @@ import httpx
 import numpy as np
 
 # bench/ is the script's folder, so its sibling imports as a top-level module.
+from loadgen import Connection, on_schedule, open_gets
 from serving import machine, prepare, start_service, stop_service
 
 from recsys.config import ImpressionConfig, IntakeConfig
@@ -47,33 +48,6 @@ from recsys.data.journal import dumps, loads
 from recsys.data.landing import LandingZone
 
 TS = "2024-06-01T12:00:00"
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection; requests one at a time."""
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-
-    async def open(self) -> Connection:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        return self
-
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        self.writer.write(head.encode() + b"\r\n" + (body or b""))
-        status = int((await self.reader.readline()).split()[1])
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 def events(n: int, tag: str, start: int) -> bytes:
@@ -129,21 +103,6 @@ async def closed_loop(host: str, port: int, batch: int, connections: int, second
     return load.finish(pid, cpu0)
 
 
-async def on_schedule(run, due: asyncio.Queue, n: int, rate: float, connections: int) -> None:
-    """Start ``connections`` copies of ``run``, feed ``due`` ``(i, scheduled time)`` for ``n``
-    requests at ``rate``/s, then a stop for each, and wait for them (an open loop)."""
-    workers = [asyncio.create_task(run()) for _ in range(connections)]
-    start = time.perf_counter() + 0.1
-    for i in range(n):
-        at = start + i / rate
-        if (wait := at - time.perf_counter()) > 0:
-            await asyncio.sleep(wait)
-        due.put_nowait((i, at))
-    for _ in workers:
-        due.put_nowait(None)
-    await asyncio.gather(*workers)
-
-
 async def open_events(host: str, port: int, rate: float, seconds: float, connections: int,
                       tag: str, pid: int) -> dict:
     """Single events sent on a fixed schedule; latency counts from the scheduled time."""
@@ -166,30 +125,6 @@ async def open_events(host: str, port: int, rate: float, seconds: float, connect
     result = load.finish(pid, cpu0)
     result["offered"] = rate
     return result
-
-
-async def open_gets(host: str, port: int, users: list[str], rate: float, seconds: float,
-                    connections: int = 16) -> list[float]:
-    """GET /recommendations on a fixed schedule; latencies (ms) from the scheduled times.
-
-    The same light asyncio client as the POST phases: bench/serving.py's thread pool of httpx
-    clients costs far more CPU per request, and its own stalls showed in the p99 as noise.
-    """
-    latencies: list[float] = []
-    due: asyncio.Queue = asyncio.Queue()
-
-    async def run():
-        conn = await Connection(host, port).open()
-        try:
-            while (job := await due.get()) is not None:
-                i, at = job
-                status, _ = await conn.request("GET", f"/recommendations/{users[i % len(users)]}")
-                latencies.append((time.perf_counter() - at) * 1e3 if status == 200 else np.inf)
-        finally:
-            conn.close()
-
-    await on_schedule(run, due, int(rate * seconds), rate, connections)
-    return latencies
 
 
 async def to_visible(host: str, port: int, items: list[str], n: int) -> list[float]:

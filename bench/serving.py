@@ -24,18 +24,17 @@ import copy
 import json
 import logging
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import torch
+from loadgen import open_loop
 
 from recsys.config import (
     EvalConfig,
@@ -195,49 +194,6 @@ def compare_top_k(scorer: Scorer, items: torch.Tensor, repeats: int = 5) -> None
                       for a, b in zip(two_stage(), truth, strict=True)])
     print(f"  two-stage is {timings['exact fp32'] / timings['two-stage bf16']:.2f}x faster; "
           f"recall of the exact top 10: {recall:.4f}")
-
-
-def open_loop(url: str, users: list[str], rate: float, seconds: float,
-              workers: int = 32) -> dict:
-    """Send ``rate`` requests/s on a fixed schedule; latency counts from the scheduled time.
-
-    A dispatcher puts each request's due time on a queue when it falls due; a pool of
-    keep-alive clients sends them. A slow server makes requests wait in the queue, and that
-    wait is part of their latency (an open loop), unlike a closed loop that slows down with it.
-    """
-    n = int(rate * seconds)
-    jobs: queue.Queue = queue.Queue()
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-
-    def worker():
-        with httpx.Client(base_url=url, timeout=30) as client:
-            while (job := jobs.get()) is not None:
-                i, due = job
-                try:
-                    ok = client.get(f"/recommendations/{users[i % len(users)]}").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                with lock:
-                    latencies.append((time.perf_counter() - due) * 1e3)
-                    errors[0] += not ok
-
-    pool = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-    for t in pool:
-        t.start()
-    start = time.perf_counter() + 0.2
-    for i in range(n):
-        due = start + i / rate
-        time.sleep(max(0.0, due - time.perf_counter()))
-        jobs.put((i, due))
-    for _ in pool:
-        jobs.put(None)
-    for t in pool:
-        t.join(timeout=120)
-    wall = time.perf_counter() - start
-    return {"latencies": latencies, "errors": errors[0], "achieved": len(latencies) / wall,
-            "offered": rate}
 
 
 def main() -> None:
