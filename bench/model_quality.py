@@ -185,6 +185,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--blocks", type=int, default=2, help="Transformer blocks (SASRec's is 2).")
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--attention-dropout", type=float, default=None,
+                    help="Dropout on our attention weights (default: recsys train's rule, "
+                         "recsys/training/sizing.py: 0 beyond 50 items, else --dropout); 0 "
+                         "trains with the fused attention kernel.")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-size", type=int, default=128,
                     help="Sequences per optimizer step, for both models (SASRec's is 128).")
@@ -252,7 +256,9 @@ def main() -> None:
                                     max_len=args.max_len, dropout=args.dropout,
                                     init_std=args.init_std or None, use_text=False,
                                     use_event_types=False,
-                                    label_smoothing=args.label_smoothing)
+                                    label_smoothing=args.label_smoothing,
+                                    **({} if args.attention_dropout is None else
+                                       {"attention_dropout": args.attention_dropout}))
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience,
                                     batch_size=args.batch_size,
                                     precision=args.precision, progress_bar=False, lr=args.lr,

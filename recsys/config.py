@@ -188,6 +188,11 @@ class ModelConfig(_Config):
                     "the 90th percentile of the training sequences' lengths, rounded down to a "
                     "multiple of 50, within 50-200 (recsys.training.sizing).")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout in the user tower.")
+    attention_dropout: float | None = Field(
+        None, ge=0.0, lt=1.0,
+        description="Dropout on the attention weights (unset: the same as dropout). 0 lets "
+                    "training use the fused attention kernel instead of materialising every "
+                    "(query, key) weight: faster on long sequences (bench/train_step.py --long).")
     use_text: bool = Field(
         True, description="Add the text projection to the item tower (items with no text get "
                           "none).")

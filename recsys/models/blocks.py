@@ -80,10 +80,12 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """Pre-norm Transformer block: more stable than SASRec's post-norm at the same size."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, ffn_factor: int = 1):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, ffn_factor: int = 1,
+                 attention_dropout: float | None = None):
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads, dropout)
+        self.attn = CausalSelfAttention(
+            d_model, n_heads, dropout if attention_dropout is None else attention_dropout)
         self.ln2 = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, ffn_factor * d_model, dropout)
         self.drop = Dropout(dropout)

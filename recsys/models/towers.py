@@ -84,7 +84,7 @@ class UserTower(nn.Module):
     """SASRec: causal Transformer over the item sequence; position t summarises items <= t."""
 
     def __init__(self, d_model: int, n_blocks: int, n_heads: int, max_len: int, dropout: float,
-                 use_event_types: bool):
+                 use_event_types: bool, attention_dropout: float | None = None):
         super().__init__()
         self.max_len = max_len
         self.scale = math.sqrt(d_model)
@@ -93,7 +93,9 @@ class UserTower(nn.Module):
         self.pos_emb = nn.Embedding(max_len, d_model)
         self.type_emb = nn.Embedding(N_EVENT_TYPES, d_model) if use_event_types else None
         self.drop = Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout,
+                                          attention_dropout=attention_dropout)
+                                    for _ in range(n_blocks))
         self.ln = nn.LayerNorm(d_model)
 
     def forward(self, items: torch.Tensor, types: torch.Tensor | None,

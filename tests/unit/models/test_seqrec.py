@@ -1,3 +1,5 @@
+import contextlib
+
 import torch
 
 from recsys.config import ModelConfig
@@ -60,3 +62,26 @@ def test_init_std_sets_every_weight_and_keeps_padding_zero():
     assert ModelConfig().init_std == 0.02  # the default
     pytorch = _net(init_std=None).user.blocks[0].attn.qkv.weight.std().item()
     assert abs(pytorch - 0.02) > 0.01  # None keeps PyTorch's per-layer initialisation
+
+
+def test_attention_dropout_zero_trains_on_the_fused_kernel_with_dropout_elsewhere(monkeypatch):
+    import recsys.models.blocks as blocks
+
+    calls = []
+    monkeypatch.setattr(blocks, "attention_with_dropout",
+                        lambda *a: calls.append(a[-1]) or torch.zeros(()))
+    items = torch.tensor([[0, 3, 5, 2], [4, 1, 2, 6]])
+    off = SeqRec(ModelConfig(d_model=16, n_heads=2, max_len=4, dropout=0.3,
+                             attention_dropout=0.0, use_text=False), n_items=8)
+    off.train()
+    torch.manual_seed(0)
+    a = off.encode(items)
+    torch.manual_seed(1)
+    assert not torch.equal(a, off.encode(items))  # the other dropouts still act
+    assert calls == []  # never the written-out attention: SDPA's fused path
+    same = SeqRec(ModelConfig(d_model=16, n_heads=2, max_len=4, dropout=0.3, use_text=False),
+                  n_items=8)
+    same.train()
+    with contextlib.suppress(IndexError):  # the stub returns no attention output
+        same.encode(items)
+    assert calls and calls[0] == 0.3  # unset: the attention weights get the same dropout

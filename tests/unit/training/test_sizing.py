@@ -1,4 +1,5 @@
-"""The maximum length chosen from the data: only where the user left it unset, by the rule."""
+"""The maximum length (and, for long sequences, the attention dropout) chosen from the data:
+only where the user left them unset, by the rule."""
 
 from __future__ import annotations
 
@@ -30,10 +31,20 @@ def test_max_len_follows_the_length_distribution(lengths, expected):
 def test_an_unset_max_len_is_chosen_and_explained():
     cfg, why = fit_to_data(ModelConfig(d_model=32), LONG)
     assert (cfg.max_len, cfg.dropout, cfg.d_model) == (200, 0.2, 32)
-    assert set(why) == {"max_len"} and "quantile" in why["max_len"]
+    assert cfg.attention_dropout == 0.0  # long sequences: the fused attention kernel
+    assert set(why) == {"max_len", "attention_dropout"} and "quantile" in why["max_len"]
     assert cfg.model_fields_set == {"d_model"}  # still what the user chose, nothing more
+    short, why = fit_to_data(ModelConfig(), DEMO)
+    assert (short.max_len, short.attention_dropout, set(why)) == (50, None, {"max_len"})
 
 
 def test_the_users_max_len_wins():
     given = ModelConfig(max_len=30)
+    assert fit_to_data(given, LONG) == (given, {})
+
+
+def test_a_long_max_len_drops_attention_dropout_unless_the_user_set_it():
+    cfg, why = fit_to_data(ModelConfig(max_len=200), LONG)
+    assert cfg.attention_dropout == 0.0 and set(why) == {"attention_dropout"}
+    given = ModelConfig(max_len=200, attention_dropout=0.1)
     assert fit_to_data(given, LONG) == (given, {})
