@@ -144,7 +144,9 @@ def fit_model_to_data(paths: Paths, train_cfg: TrainConfig,
 
     See ``recsys.training.sizing``; the second value says what was chosen and why.
     """
-    if "max_len" in model_cfg.model_fields_set or not paths.features_db.exists():
+    if "max_len" in model_cfg.model_fields_set:  # the lengths decide nothing else
+        return fit_to_data(model_cfg, np.empty(0, dtype=np.int64))
+    if not paths.features_db.exists():
         return model_cfg, {}
     with read_store(paths) as con:
         rows = sql.query(con, "split_rows", protocol=train_cfg.protocol,

@@ -48,3 +48,15 @@ def test_a_long_max_len_drops_attention_dropout_unless_the_user_set_it():
     assert cfg.attention_dropout == 0.0 and set(why) == {"attention_dropout"}
     given = ModelConfig(max_len=200, attention_dropout=0.1)
     assert fit_to_data(given, LONG) == (given, {})
+
+
+def test_the_full_retrain_applies_the_rule_with_or_without_a_given_max_len(tmp_path):
+    from recsys.config import Paths, TrainConfig
+    from recsys.training.full_retrain import fit_model_to_data
+
+    paths = Paths(root=tmp_path / "home", tracking_home=tmp_path / "tracking")  # no store yet
+    cfg, why = fit_model_to_data(paths, TrainConfig(), ModelConfig(max_len=200))
+    assert cfg.attention_dropout == 0.0 and set(why) == {"attention_dropout"}
+    assert fit_model_to_data(paths, TrainConfig(), ModelConfig(max_len=50)) == (
+        ModelConfig(max_len=50), {})
+    assert fit_model_to_data(paths, TrainConfig(), ModelConfig()) == (ModelConfig(), {})
