@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from recsys.threads import available_cores  # imports no torch
+from recsys import threads  # imports no torch
+from recsys.config import ThreadConfig
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Parallel workers share the cores: each gets its share of threads, and idle OpenMP
-    # threads sleep instead of spinning. Set before torch loads (the wait policy is read
-    # once); every child a test starts inherits them. See docs/compute.md.
-    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    _share = str(max(1, available_cores() // _workers))
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(_var, _share)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("KMP_BLOCKTIME", "0")
+    # threads sleep instead of spinning (the thread budget's launch variables). Set before
+    # torch loads (the wait policy is read once); every child a test starts inherits them.
+    _share = max(1, threads.available_cores()
+                 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    for _var, _value in threads.env(threads.Job.full_retrain,
+                                    ThreadConfig(full_retrain=_share)).items():
+        os.environ.setdefault(_var, _value)
 
 from recsys.config import ModelConfig, Paths, TrackingConfig, TrainConfig  # noqa: E402 (after the thread settings)
 from recsys.data.features import build_features, read_store  # noqa: E402 (after the thread settings)
@@ -163,4 +163,4 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
     Without psutil, xdist would count the machine's CPUs, not a container's share of them.
     """
-    return min(8, available_cores())
+    return min(8, threads.available_cores())
