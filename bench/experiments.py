@@ -5,28 +5,37 @@ Both measure the experiment machinery of issue 35 on the small synthetic world's
 position bias; decisions by the very ``judge`` the every-minute flow uses, looked at every
 simulated minute).
 
-A/A calibration. ``--runs`` experiments per mode (interleave and ab) between two copies of one
-model (Ranker noise ``--control-noise``), each judged every minute with ExperimentConfig's
-defaults (alpha, effect_scale, min_minutes, min_users, guardrail on purchases, max_minutes
-120). Any promote or stop is a false positive; printed as a rate with its 95% Wilson interval
-against alpha, split by reason. Done for the world's users as they are and for the
-heterogeneous users below (heavy-tailed users are where a clustered normal approximation is
-weakest).
+Three user populations, each printed with its label:
+  * "users alike": every one of the world's users asks equally often and clicks as the
+    world's tastes say (users' click-through rates differ little: coefficient of variation
+    0.18);
+  * "activity as generated": a user asks in proportion to their number of events in the
+    generated data (the world's own spread: lognormal sigma 1, as real users differ; see
+    ``experiment_sim.Population``);
+  * "... and propensity": besides, each user's clicks scale by a lognormal click propensity
+    (``--propensity-sigma``, default 0.5, mean 1): an assumption, since the world has no such
+    trait and the shared datasets have no impressions to measure it on.
+``--activity-sigma`` adds lognormal spread on top of the generated activity (default 0).
+
+A/A calibration. ``--runs`` experiments per mode (interleave and ab) between two models of the
+same quality (Ranker noise ``--control-noise``, each with its own errors), each judged every
+minute with ExperimentConfig's defaults (alpha, effect_scale, min_minutes, min_users,
+guardrail on purchases, max_minutes 120). Any promote or stop is a false positive; printed as
+a rate with its 95% Wilson interval against alpha, split by reason. Done for the most and the
+least heterogeneous populations (heavy-tailed users are where a clustered normal
+approximation is weakest).
 
 Sensitivity. One known difference: a control ranker with noise ``--control-noise`` against a
 treatment with ``--treatment-noise`` (each model's true CTR@k printed, with the relative
-lift and the true interleaving margin). ``--seeds`` experiments per design, each until it
-decides or reaches ``--cap-minutes``; printed: impressions to a decision (median and
-quartiles; runs that hit the cap are censored, counted, and their value is "more than the
-cap"), the decisions taken, and the ratio A/B / interleaving of the medians, all in the same
-run. For two user populations: the world's users as they are, and one moderate heterogeneity
-(``--activity-sigma``, ``--propensity-sigma``: lognormal spread of each user's share of the
-requests and of their click propensity, mean-preserving; see docs/experiments.md for why 1.0
-and 0.5). Then the fairness of the mixing scale: tau is ``effect_scale`` times the control's
-CTR in A/B and ``effect_scale`` as a preference margin in interleaving; the bench prints tau
-over each design's true effect, and repeats the world-as-is comparison with tau set to each
-design's true effect (the best-tuned mixture for each), so the ratio cannot be an artefact of
-one design's tau suiting it better.
+lift and the true interleaving margin). ``--seeds`` experiments per design and population,
+each until it decides or reaches ``--cap-minutes``; printed: impressions to a decision
+(median and quartiles; runs that hit the cap are censored, counted, and their value is "more
+than the cap"), the decisions taken, and the ratio A/B / interleaving of the medians, all in
+the same run. Then the fairness of the mixing scale: tau is ``effect_scale`` times the
+control's CTR in A/B and ``effect_scale`` as a preference margin in interleaving; the bench
+prints tau over each design's true effect, and repeats the comparison on the users alike with
+tau set to each design's true effect (the best-tuned mixture for each), so the ratio cannot be
+an artefact of one design's tau suiting it better.
 
 Single process, vectorised (one minute's requests at a time): on 2 shared cores a pool of
 workers would only fight its neighbours.
@@ -39,13 +48,14 @@ workers would only fight its neighbours.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import math
 import os
 import platform
 import resource
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +68,7 @@ from recsys.evaluation.experiment_sim import (
     Population,
     Ranker,
     Traffic,
+    event_counts,
     run,
     true_ctr,
     true_margin,
@@ -95,11 +106,13 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def describe(traffic: Traffic) -> str:
-    if not (traffic.activity_sigma or traffic.propensity_sigma):
-        return "users as they are"
-    return (f"activity sigma {traffic.activity_sigma:g}, "
-            f"propensity sigma {traffic.propensity_sigma:g}")
+@dataclass(frozen=True)
+class Users:
+    """One population: who asks how often (``pop.activity``) and how they click (``traffic``)."""
+
+    label: str
+    pop: Population
+    traffic: Traffic
 
 
 def calibrate(pop: Population, ranker: Ranker, runs: int, traffic: Traffic,
@@ -108,7 +121,10 @@ def calibrate(pop: Population, ranker: Ranker, runs: int, traffic: Traffic,
     for mode in MODES:
         mcfg = replace_cfg(cfg, mode=mode)
         t0 = time.perf_counter()
-        outcomes = [run(pop, mcfg, ranker, None, seed=s, traffic=traffic) for s in range(runs)]
+        # Two models of equal quality, each with errors of its own (identical copies would
+        # interleave into lists that credit no one, a null too easy to pass).
+        outcomes = [run(pop, mcfg, ranker, ranker, seed=s, traffic=traffic)
+                    for s in range(runs)]
         wall = time.perf_counter() - t0
         reasons = [o.verdict.reason for o in outcomes]
         decisions = [o.verdict.decision for o in outcomes]
@@ -181,7 +197,7 @@ def compare(pop: Population, cfgs: dict[ExperimentMode, ExperimentConfig], contr
         decisions = [o.verdict.decision for o in outcomes]
         at_floor = sum(o.verdict.decision in (PROMOTE, STOP) and o.minutes <= cfg.min_minutes
                        for o in outcomes)
-        print(f"  {label:<26} {mode.value:<10} impressions to decide: median "
+        print(f"  {label:<40} {mode.value:<10} impressions to decide: median "
               f"{fmt(qs[1], cap)} (quartiles {fmt(qs[0], cap)} - {fmt(qs[2], cap)}); "
               f"censored at the cap ({cap:,.0f}) {censored}/{len(outcomes)}; "
               f"promote {decisions.count(PROMOTE)}, stop {decisions.count(STOP)}; "
@@ -192,8 +208,13 @@ def compare(pop: Population, cfgs: dict[ExperimentMode, ExperimentConfig], contr
         shown = f"> {ab_cap / il:.1f} (the A/B median is censored at the cap: a lower bound)"
     else:
         shown = f"{ab / il:.1f}"
-    print(f"  {label:<26} ratio A/B / interleaving (medians): {shown}", flush=True)
+    print(f"  {label:<40} ratio A/B / interleaving (medians): {shown}", flush=True)
     return ab / il
+
+
+def _top_share(activity: np.ndarray, share: float = 0.1) -> float:
+    top = np.sort(activity)[::-1][: max(1, int(len(activity) * share))]
+    return float(top.sum() / activity.sum())
 
 
 def main() -> None:
@@ -209,8 +230,10 @@ def main() -> None:
                     help="sensitivity max_minutes: the cap (default 1000)")
     ap.add_argument("--control-noise", type=float, default=0.1)
     ap.add_argument("--treatment-noise", type=float, default=0.05)
-    ap.add_argument("--activity-sigma", type=float, default=1.0)
-    ap.add_argument("--propensity-sigma", type=float, default=0.5)
+    ap.add_argument("--activity-sigma", type=float, default=0.0,
+                    help="lognormal spread on top of the generated activity (default 0)")
+    ap.add_argument("--propensity-sigma", type=float, default=0.5,
+                    help="lognormal spread of users' click propensity, third population")
     ap.add_argument("--requests-per-minute", type=int, default=Traffic().requests_per_minute)
     ap.add_argument("--skip-aa", action="store_true")
     ap.add_argument("--skip-oracle", action="store_true",
@@ -226,53 +249,64 @@ def main() -> None:
     t_start, c_start = time.perf_counter(), cpu_seconds()
     print(f"{cpu()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"{dt.date.today().isoformat()}")
-    world = generate(preset(args.preset)).world
-    pop = Population(world)
-    plain = Traffic(requests_per_minute=args.requests_per_minute)
-    varied = replace(plain, activity_sigma=args.activity_sigma,
-                     propensity_sigma=args.propensity_sigma)
+    data = generate(preset(args.preset))
+    world = data.world
+    alike = Population(world)
+    generated = copy.copy(alike)  # the same truth table, another activity
+    generated.activity = event_counts(world, data.events["user_id"].to_numpy())
+    plain = Traffic(requests_per_minute=args.requests_per_minute,
+                    activity_sigma=args.activity_sigma)
+    spread = float(np.std(np.log(generated.activity[generated.activity > 0])))
+    tag = f" x lognormal({args.activity_sigma:g})" if args.activity_sigma else ""
+    populations = [
+        Users("users alike", alike, replace(plain, activity_sigma=0.0)),
+        Users(f"activity as generated{tag}", generated, plain),
+        Users(f"activity as generated{tag}, propensity {args.propensity_sigma:g}", generated,
+              replace(plain, propensity_sigma=args.propensity_sigma)),
+    ]
     print(f"world {args.preset}: {world.n_users:,} users, {world.n_items:,} items; "
           f"{plain.requests_per_minute} requests a minute of k={plain.k}, position bias eta "
-          f"{plain.eta:g}")
+          f"{plain.eta:g}; generated activity: log events per user sd {spread:.2f}, the "
+          f"busiest tenth of users {_top_share(generated.activity):.0%} of events")
     print(f"ExperimentConfig defaults: alpha {defaults.alpha:g}, effect_scale "
           f"{defaults.effect_scale:g}, min_minutes {defaults.min_minutes:g}, min_users "
           f"{defaults.min_users}, guardrail {defaults.guardrail}")
 
     control, treatment = Ranker(args.control_noise), Ranker(args.treatment_noise)
     if not args.skip_aa:
-        print(f"\nA/A calibration (two copies of Ranker(noise={args.control_noise:g}); set: "
-              f"max_minutes {aa_cfg.max_minutes:g}, mode; all else default)")
-        for traffic in (plain, varied):
-            print(f" {describe(traffic)}")
-            calibrate(pop, control, runs, traffic, aa_cfg)
+        print(f"\nA/A calibration (two Ranker(noise={args.control_noise:g}), errors of their "
+              f"own; set: max_minutes {aa_cfg.max_minutes:g}, mode; all else default)")
+        for users in (populations[0], populations[-1]):
+            print(f" {users.label}")
+            calibrate(users.pop, control, runs, users.traffic, aa_cfg)
 
-    ctr_c = true_ctr(pop, control, requests=20_000, traffic=plain)
-    ctr_t = true_ctr(pop, treatment, requests=20_000, traffic=plain)
+    ctr_c = true_ctr(alike, control, requests=20_000, traffic=plain)
+    ctr_t = true_ctr(alike, treatment, requests=20_000, traffic=plain)
     lift = (ctr_t - ctr_c) / ctr_c
     print(f"\nSensitivity: control Ranker(noise={args.control_noise:g}) true CTR@{plain.k} "
-          f"{ctr_c:.4f}, treatment Ranker(noise={args.treatment_noise:g}) {ctr_t:.4f}: "
-          f"relative lift {lift:+.1%}; {len(seeds)} seeds per design; set: mode, max_minutes "
-          f"{cap:g} (the cap); all else default")
+          f"{ctr_c:.4f}, treatment Ranker(noise={args.treatment_noise:g}) {ctr_t:.4f} (users "
+          f"alike): relative lift {lift:+.1%}; {len(seeds)} seeds per design; set: mode, "
+          f"max_minutes {cap:g} (the cap); all else default")
     sens_cfg = {m: replace_cfg(defaults, mode=m, max_minutes=cap) for m in MODES}
     margins = {}
-    ratios = {}
-    for traffic in (plain, varied):
-        margin, decided = true_margin(pop, control, treatment, requests=20_000, traffic=traffic)
-        margins[traffic] = margin
-        print(f" {describe(traffic)}: true interleaving margin {margin:+.4f} (preference share "
+    for users in populations:
+        margin, decided = true_margin(users.pop, control, treatment, requests=20_000,
+                                      traffic=users.traffic)
+        margins[users.label] = margin
+        print(f" {users.label}: true interleaving margin {margin:+.4f} (preference share "
               f"{0.5 + margin / 2:.3f}, {decided:.0%} of requests decided); tau / effect: "
               f"A/B {defaults.effect_scale:g} / {lift:.4f} = {defaults.effect_scale / lift:.1f}, "
               f"interleaving {defaults.effect_scale:g} / {margin:.4f} = "
               f"{defaults.effect_scale / margin:.1f}")
-        ratios[traffic] = compare(pop, sens_cfg, control, treatment, seeds, traffic,
-                                  describe(traffic))
+        compare(users.pop, sens_cfg, control, treatment, seeds, users.traffic, users.label)
     if not args.skip_oracle:
+        first = populations[0]
         oracle = {ExperimentMode.ab: replace_cfg(sens_cfg[ExperimentMode.ab], effect_scale=lift),
                   ExperimentMode.interleave: replace_cfg(sens_cfg[ExperimentMode.interleave],
-                                                         effect_scale=margins[plain])}
-        print(f" fairness check, users as they are, tau = each design's true effect "
-              f"(A/B effect_scale {lift:.4f}, interleaving {margins[plain]:.4f}):")
-        compare(pop, oracle, control, treatment, seeds, plain, "tau = true effect")
+                                                         effect_scale=margins[first.label])}
+        print(f" fairness check, {first.label}, tau = each design's true effect "
+              f"(A/B effect_scale {lift:.4f}, interleaving {margins[first.label]:.4f}):")
+        compare(first.pop, oracle, control, treatment, seeds, first.traffic, "tau = true effect")
     print(f"\nwall {time.perf_counter() - t_start:.0f} s, CPU {cpu_seconds() - c_start:.0f} s, "
           f"load average {os.getloadavg()[0]:.1f}")
 

@@ -1,8 +1,9 @@
 -- Per user of one interleaving experiment: requests won, lost and decided by the treatment's
 -- team, for clicks and for purchases. A request is won when more of the treatment team's items
 -- were clicked than the control team's (distinct items; a tie when equal, including none);
--- decided when either team got any credit. Relations: impressions (variant '<id>:<team>' per
--- item), attributed. Parameters: $experiment, $start, $now.
+-- decided when either team got any credit (an item both models proposed, variant '<id>:both',
+-- credits neither: a click on it alone is no decision). Relations: impressions (variant
+-- '<id>:<team>' per item), attributed. Parameters: $experiment, $start, $now.
 WITH shown AS (
     SELECT user_id, request_id, count(*) AS items
     FROM impressions
@@ -15,11 +16,13 @@ credit AS (
            count(DISTINCT item_id) FILTER (WHERE event_type = 'click' AND variant LIKE '%:treatment')
              - count(DISTINCT item_id) FILTER (WHERE event_type = 'click' AND variant LIKE '%:control')
              AS click_margin,
-           count(DISTINCT item_id) FILTER (WHERE event_type = 'click') AS clicked,
+           count(DISTINCT item_id) FILTER (WHERE event_type = 'click' AND NOT variant LIKE '%:both')
+             AS clicked,
            count(DISTINCT item_id) FILTER (WHERE event_type = 'purchase' AND variant LIKE '%:treatment')
              - count(DISTINCT item_id) FILTER (WHERE event_type = 'purchase' AND variant LIKE '%:control')
              AS purchase_margin,
-           count(DISTINCT item_id) FILTER (WHERE event_type = 'purchase') AS purchased
+           count(DISTINCT item_id) FILTER (WHERE event_type = 'purchase' AND NOT variant LIKE '%:both')
+             AS purchased
     FROM attributed
     WHERE starts_with(variant, $experiment || ':') AND request_id IS NOT NULL
     GROUP BY request_id

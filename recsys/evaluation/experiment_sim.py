@@ -78,10 +78,10 @@ class Traffic:
     requests_per_minute: int = 100
     k: int = 10
     eta: float = 1.0  # examination probability of position p: (1 / p) ** eta
-    # Real users differ far more than the world's: some come back often, some click a lot.
-    # activity: each user's share of requests ~ lognormal(0, activity_sigma);
-    # propensity: a user's clicks scale by lognormal(0, propensity_sigma), mean 1. Zero
-    # gives the world's users as they are.
+    # How much users differ beyond the world's tastes (zero: not at all). activity: each
+    # user's rate of requests (Population.activity) is multiplied by lognormal(0,
+    # activity_sigma); propensity: a user's clicks scale by lognormal(0, propensity_sigma),
+    # mean 1 (some users click a lot, some hardly at all; the world has no such trait).
     activity_sigma: float = 0.0
     propensity_sigma: float = 0.0
 
@@ -99,10 +99,20 @@ class Population:
     ``base[u, i]`` is ``World.click_probability`` of user ``u`` for item ``i`` with no last
     item (float32, ``n_users * n_items * 4`` bytes: 32 MB for the small world);
     :meth:`truth` adds the near-successor term of each request's last item.
+
+    ``activity``: each user's relative rate of requests (default: all alike). Pass each user's
+    number of events in the generated data (:func:`event_counts`) to have users come back as
+    often as the world made them act: its generator draws history lengths lognormal with sigma
+    1, as real users differ (log events per user have a standard deviation of 0.88 in ml-100k,
+    which drops users with under 20 ratings, so really more).
     """
 
-    def __init__(self, world: World, chunk: int = 500):
+    def __init__(self, world: World, chunk: int = 500, activity: np.ndarray | None = None):
         self.world = world
+        self.activity = (np.ones(world.n_users) if activity is None
+                         else np.asarray(activity, dtype=np.float64))
+        if self.activity.shape != (world.n_users,) or (self.activity < 0).any():
+            raise ValueError(f"activity must be {world.n_users} non-negative rates, one per user")
         every = np.arange(world.n_items)
         rows = []
         for start in range(0, world.n_users, chunk):
@@ -128,6 +138,12 @@ class Population:
         return p
 
 
+def event_counts(world: World, user_ids) -> np.ndarray:
+    """Events per world user (dense index order), from the user id of every generated event."""
+    idx = world.user_index(user_ids)
+    return np.bincount(idx[idx >= 0], minlength=world.n_users).astype(np.float64)
+
+
 def run(world: World | Population, cfg: ExperimentConfig, control: Ranker,
         treatment: Ranker | None, seed: int, traffic: Traffic = Traffic()) -> Outcome:
     """One experiment until it decides or reaches ``cfg.max_minutes``.
@@ -144,7 +160,7 @@ def run(world: World | Population, cfg: ExperimentConfig, control: Ranker,
     n_users, k = pop.n_users, traffic.k
     exam = ((1.0 / np.arange(1, k + 1)) ** traffic.eta).astype(np.float32)
     treated = rng.random(n_users) < 0.5  # the salted hash's split, as a fresh coin per run
-    activity = rng.lognormal(0.0, traffic.activity_sigma, n_users)
+    activity = pop.activity * rng.lognormal(0.0, traffic.activity_sigma, n_users)
     activity /= activity.sum()
     s2 = traffic.propensity_sigma ** 2
     propensity = rng.lognormal(-s2 / 2, traffic.propensity_sigma, n_users).astype(np.float32)
@@ -223,7 +239,7 @@ def true_margin(world: World | Population, control: Ranker, treatment: Ranker, s
     rng = np.random.default_rng(seed)
     k = traffic.k
     exam = ((1.0 / np.arange(1, k + 1)) ** traffic.eta).astype(np.float32)
-    activity = rng.lognormal(0.0, traffic.activity_sigma, pop.n_users)
+    activity = pop.activity * rng.lognormal(0.0, traffic.activity_sigma, pop.n_users)
     s2 = traffic.propensity_sigma ** 2
     propensity = rng.lognormal(-s2 / 2, traffic.propensity_sigma, pop.n_users).astype(np.float32)
     wins = losses = decided = 0
@@ -235,9 +251,9 @@ def true_margin(world: World | Population, control: Ranker, treatment: Ranker, s
         lists_t = treatment.rank(truth, k, rng.standard_normal(truth.shape, np.float32))
         shown, teams = team_draft_batch(lists_c, lists_t, k, coins)
         clicks = _click(rng, truth, shown, exam, propensity[users])
-        margin = (clicks & teams).sum(axis=1) - (clicks & ~teams).sum(axis=1)
+        margin, credited = outcome(clicks, teams)
         wins, losses = wins + int((margin > 0).sum()), losses + int((margin < 0).sum())
-        decided += int(clicks.any(axis=1).sum())
+        decided += int(credited.sum())
     return (wins - losses) / max(decided, 1), decided / requests
 
 
@@ -246,48 +262,68 @@ def team_draft_batch(control: np.ndarray, treatment: np.ndarray, k: int,
     """``interleave.team_draft`` for many requests at once, on integer item ids.
 
     ``control``, ``treatment``: ``(R, L)`` ranked lists, each row's items distinct, ``L >= k``
-    (so the two rows always have ``k`` distinct items between them); ``coins[r, n]``: the
-    ``n``-th coin of request ``r`` (True: the control picks first in that level round), at
-    least ``k // 2 + 1`` per request (``team_draft`` takes them from its seed's hash, wrapping
-    round). Returns ``(R, k)`` items and teams (True: the treatment's pick).
+    (so neither list runs out of new items before ``k`` are shown); ``coins[r, n]``: the coin
+    of request ``r``'s ``n``-th round in which the models disagree (True: the control's item
+    goes first), at least ``k // 2 + 1`` per request (``team_draft`` takes them from its seed's
+    hash, wrapping round). Returns ``(R, k)`` items and each item's credit sign: +1 the
+    treatment's team, -1 the control's, 0 an item both proposed (``BOTH``, no credit).
 
     How: ``team_draft`` walks a pointer down each list past items already shown; the item it
     stops at is always the first one not yet shown, so here each list keeps a mask of its
-    places already shown (``used``), and a pick marks its item in both lists (through the
+    places already shown (``used``), and an item shown is marked in both lists (through the
     ``(R, L, L)`` table of which places hold the same item). A fixed number of array steps per
-    place, no loop over requests.
+    round, no loop over requests.
 
     >>> items, teams = team_draft_batch(np.array([[1, 2, 3]]), np.array([[2, 4, 5]]), 3,
     ...                                 coins=np.array([[False, True]]))
-    >>> items.tolist(), teams.astype(int).tolist()
-    ([[2, 1, 3]], [[1, 0, 0]])
+    >>> items.tolist(), teams.tolist()
+    ([[2, 1, 3]], [[1, -1, -1]])
     """
-    lists = np.stack([control, treatment], axis=1)  # (R, 2, L): team 0 control, 1 treatment
-    n_req, _, length = lists.shape
+    n_req, length = control.shape
     if length < k:
         raise ValueError(f"lists of {length} items cannot fill {k} places for certain")
-    rows = np.arange(n_req)
     same = control[:, :, None] == treatment[:, None, :]  # (R, L, L): [r, control p, treatment q]
-    used = np.zeros((n_req, 2, length), dtype=bool)
-    items = np.empty((n_req, k), dtype=lists.dtype)
-    teams = np.zeros((n_req, k), dtype=bool)
-    picks = np.zeros((n_req, 2), dtype=np.int64)
+    used_c = np.zeros((n_req, length), dtype=bool)
+    used_t = np.zeros((n_req, length), dtype=bool)
+    items = np.empty((n_req, k), dtype=control.dtype)
+    teams = np.zeros((n_req, k), dtype=np.int8)
+    filled = np.zeros(n_req, dtype=np.int64)
     rounds = np.zeros(n_req, dtype=np.int64)
-    for j in range(k):
-        level = picks[:, 0] == picks[:, 1]
-        coin = coins[rows, rounds % coins.shape[1]]
-        first = np.where(level, np.where(coin, 0, 1), np.argmin(picks, axis=1))
-        rounds += level
-        # A team with nothing new left lets the other fill in.
-        team = np.where((~used[rows, first]).any(axis=1), first, 1 - first)
-        place = np.argmax(~used[rows, team], axis=1)  # its best item not yet shown
-        items[:, j] = lists[rows, team, place]
-        teams[:, j] = team == 1
-        picks[rows, team] += 1
-        used[rows, team, place] = True
-        in_other = np.where((team == 0)[:, None], same[rows, place, :], same[rows, :, place])
-        used[rows, 1 - team] |= in_other
+    for _ in range(k):
+        rows = np.flatnonzero(filled < k)
+        if rows.size == 0:
+            break
+        pc = np.argmax(~used_c[rows], axis=1)  # each model's best item not yet shown
+        pt = np.argmax(~used_t[rows], axis=1)
+        ic, it = control[rows, pc], treatment[rows, pt]
+        at = filled[rows]
+        agree = ic == it
+        control_first = coins[rows, rounds[rows] % coins.shape[1]]
+        first = np.where(agree, ic, np.where(control_first, ic, it))
+        second = np.where(control_first, it, ic)
+        items[rows, at] = first
+        teams[rows, at] = np.where(agree, 0, np.where(control_first, -1, 1))
+        two = ~agree & (at + 1 < k)
+        items[rows[two], at[two] + 1] = second[two]
+        teams[rows[two], at[two] + 1] = np.where(control_first[two], 1, -1)
+        # Both items of the round are shown now (one when they agree): mark them in both lists.
+        used_c[rows, pc] = True
+        used_t[rows, pt] = True
+        used_c[rows] |= same[rows, :, pt]
+        used_t[rows] |= same[rows, pc, :]
+        filled[rows] += np.where(agree, 1, 2)
+        rounds[rows] += ~agree
     return items, teams
+
+
+def outcome(got: np.ndarray, teams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per request: the treatment's margin, and whether the request is decided.
+
+    The margin is its team's items clicked minus the control's; a request is decided by a
+    click on either team's item (clicks on items both models proposed credit no one), as
+    ``interleave.credit`` and the experiment SQL count them.
+    """
+    return (got * teams).sum(axis=1), (got & (teams != 0)).any(axis=1)
 
 
 class _Accumulator:
@@ -311,10 +347,10 @@ class _Accumulator:
     def add_interleaved(self, users, teams, clicks, buys) -> None:
         for got, (w, lo, d) in ((clicks, (self.wins, self.losses, self.decided)),
                                 (buys, (self.pwins, self.plosses, self.pdecided))):
-            margin = (got & teams).sum(axis=1) - (got & ~teams).sum(axis=1)
+            margin, credited = outcome(got, teams)
             np.add.at(w, users, margin > 0)
             np.add.at(lo, users, margin < 0)
-            np.add.at(d, users, got.any(axis=1))
+            np.add.at(d, users, credited)
         self.seen[users] = True
 
     def totals(self, mode: ExperimentMode):

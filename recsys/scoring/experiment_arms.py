@@ -83,9 +83,13 @@ def follow(store: ExperimentStore, registry: Registry,
 
 def interleave(control: list[dict], treatment: list[dict], k: int,
                request_id: str) -> tuple[list[dict], list[str]]:
-    """Team-draft the two models' answers; each item keeps the picking model's score."""
+    """Team-draft the two models' answers; each item keeps the picking model's score.
+
+    An item both models proposed in the same round (team ``both``) keeps the control's.
+    """
     by_team = {"control": {r["item_id"]: r for r in control},
                "treatment": {r["item_id"]: r for r in treatment}}
+    by_team["both"] = by_team["control"]
     items, teams = team_draft([r["item_id"] for r in control],
                               [r["item_id"] for r in treatment], k, seed=request_id)
     return [by_team[t][i] for i, t in zip(items, teams, strict=True)], teams

@@ -272,7 +272,8 @@ def create_app(paths: Paths | None = None, tracking: TrackingConfig | None = Non
                                                  treatment["recommendations"], k, request_id)
         answer = control | {"recommendations": recs, "experiment": {
             "id": exp.id, "arm": experiment_arms.INTERLEAVED}}
-        version = {"control": model.version, "treatment": live.treatment_version}
+        version = {"control": model.version, "treatment": live.treatment_version,
+                   "both": model.version}  # an item both proposed: the control's answer
         return logged(answer, "user", request_id, [version[t] for t in teams],
                       [exp.variant(t) for t in teams])
 

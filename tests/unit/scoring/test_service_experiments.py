@@ -79,7 +79,8 @@ def test_ab_each_user_gets_their_arm_model_and_the_log_says_which(serving):
 def test_interleaving_mixes_both_models_and_logs_each_items_team(serving):
     world, store, exp, app = serving(mode="interleave")
     champion, treatment = world.champion().version, world.full_version
-    version = {exp.variant("control"): champion, exp.variant("treatment"): treatment}
+    version = {exp.variant("control"): champion, exp.variant("treatment"): treatment,
+               exp.variant("both"): champion}  # an item both models proposed
     with TestClient(app) as client:
         answers = [client.get(f"/recommendations/{u}", params={"k": 10}).json()
                    for u in _users(world, 20)]
@@ -94,8 +95,10 @@ def test_interleaving_mixes_both_models_and_logs_each_items_team(serving):
         assert set(rows.variant) <= set(version)
         assert rows.model_version.tolist() == [version[v] for v in rows.variant]
         teams = rows.variant.value_counts()
-        assert len(teams) == 2 and abs(teams.iloc[0] - teams.iloc[1]) <= 1  # drafted in turns
+        picks = [teams.get(exp.variant(t), 0) for t in ("control", "treatment")]
+        assert abs(picks[0] - picks[1]) <= 1  # drafted in turns
     assert set(df.model_version) == {champion, treatment}
+    assert set(df.variant) >= {exp.variant("control"), exp.variant("treatment")}
 
 
 def test_a_stopped_or_unloadable_experiment_leaves_the_champion_alone(serving):
