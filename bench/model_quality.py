@@ -51,6 +51,7 @@ import pandas as pd
 from recsys import metrics as M
 from recsys import precision, sql
 from recsys.config import (
+    BlockLayout,
     EvalConfig,
     FeatureConfig,
     LrSchedule,
@@ -189,6 +190,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="Dropout on our attention weights (default: recsys train's rule, "
                          "recsys/training/sizing.py: 0 beyond 50 items, else --dropout); 0 "
                          "trains with the fused attention kernel.")
+    ap.add_argument("--block-layout", choices=list(BlockLayout), default="pre_norm",
+                    help="Our blocks: pre_norm (the default) or sasrec (SASRec's reference "
+                         "layout, ReLU feed-forward).")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-size", type=int, default=128,
                     help="Sequences per optimizer step, for both models (SASRec's is 128).")
@@ -257,6 +261,7 @@ def main() -> None:
                                     init_std=args.init_std or None, use_text=False,
                                     use_event_types=False,
                                     label_smoothing=args.label_smoothing,
+                                    block_layout=args.block_layout,
                                     **({} if args.attention_dropout is None else
                                        {"attention_dropout": args.attention_dropout}))
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience,

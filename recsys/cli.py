@@ -66,7 +66,7 @@ class Kind(StrEnum):
 
 # Config fields exposed as options, with the short option names the CLI has always used.
 MODEL_OPTIONS = ["d_model", Opt("n_blocks", "blocks"), Opt("n_heads", "heads"), "max_len",
-                 "dropout", "attention_dropout", "init_std", "loss",
+                 "dropout", "attention_dropout", "block_layout", "init_std", "loss",
                  Opt("n_negatives", "negatives"), "label_smoothing", Opt("use_text", "text")]
 TRAIN_OPTIONS = [Opt("max_epochs", "epochs"), "patience", "batch_size", "lr", "lr_schedule",
                  "weight_decay", "bucket_window", "ema_decay", "protocol", "accelerator",

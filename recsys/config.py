@@ -31,6 +31,11 @@ class Loss(StrEnum):
     sampled = "sampled"
 
 
+class BlockLayout(StrEnum):
+    pre_norm = "pre_norm"
+    sasrec = "sasrec"
+
+
 class Protocol(StrEnum):
     """Evaluation split."""
 
@@ -193,6 +198,11 @@ class ModelConfig(_Config):
         description="Dropout on the attention weights (unset: the same as dropout). 0 lets "
                     "training use the fused attention kernel instead of materialising every "
                     "(query, key) weight: faster on long sequences (bench/train_step.py --long).")
+    block_layout: BlockLayout = Field(
+        BlockLayout.pre_norm,
+        description="pre_norm: LayerNorm before attention and feed-forward (GELU), residuals "
+                    "around both; sasrec: SASRec's reference layout (normalised query carries "
+                    "the residual, ReLU feed-forward), to compare with the published recipe.")
     use_text: bool = Field(
         True, description="Add the text projection to the item tower (items with no text get "
                           "none).")

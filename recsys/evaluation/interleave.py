@@ -9,12 +9,12 @@ users (Chapelle, Joachims, Radlinski & Yue, TOIS 2012; Netflix, 2017).
 The draft, in rounds: each model proposes its best item not already in the list. When both
 propose the same item it goes in once, credited to neither team (``BOTH``): the models agree
 on it, so a click on it says nothing about which is better, and crediting it to whichever
-team a coin let pick it first would only add noise (on the simulated users, crediting no one
-cut the impressions to a decision by more than half: docs/experiments.md). When they propose different items,
-a coin (from the request id) decides whose goes first, so neither model owns the top
-position, and both go in. Each item shown is labelled with its team, which the impression log
-records; a click credits that team. When one model has nothing new to offer, the other fills
-the rest.
+team a coin let pick it first would only add noise (on the simulated users, crediting no
+one cut the impressions to a decision by more than half: docs/experiments.md). When they
+propose different items, a coin (from the request id) decides whose goes first, so neither
+model owns the top position, and both go in. Each item shown is labelled with its team,
+which the impression log records; a click credits that team. When one model has nothing
+new to offer, the other fills the rest.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Transformer building blocks: pre-norm causal self-attention and a point-wise feed-forward."""
+"""Transformer building blocks: causal self-attention, a feed-forward, two block layouts.
+
+Pre-norm is ours by default; SASRec's reference layout is kept to compare with it.
+"""
 
 from __future__ import annotations
 
@@ -37,10 +40,22 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of ``x``'s positions over ``keys`` (default: ``x`` itself).
+
+        One fused projection by default; SASRec's layout reads its queries normalised and its
+        keys and values not.
+        """
         B, L, d = x.shape
+        if keys is None:
+            qkv = self.qkv(x)
+        else:
+            w_q, w_kv = self.qkv.weight.split([d, 2 * d])
+            b_q, b_kv = self.qkv.bias.split([d, 2 * d])
+            qkv = torch.cat([F.linear(x, w_q, b_q), F.linear(keys, w_kv, b_kv)], dim=-1)
         # (B, L, 3d) -> three (B, heads, L, d / heads)
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         p = self.dropout if self.training else 0.0
         if p > 0 and x.device.type == "cpu":
             y = attention_with_dropout(q, k, v, mask, p)
@@ -67,10 +82,10 @@ def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 class FeedForward(nn.Module):
-    def __init__(self, d_model: int, hidden: int, dropout: float):
+    def __init__(self, d_model: int, hidden: int, dropout: float, activation: type = nn.GELU):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, d_model)
+            nn.Linear(d_model, hidden), activation(), Dropout(dropout), nn.Linear(hidden, d_model)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,9 +102,30 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(
             d_model, n_heads, dropout if attention_dropout is None else attention_dropout)
         self.ln2 = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, ffn_factor * d_model, dropout)
+        self.ffn = FeedForward(d_model, ffn_factor * d_model, dropout, self.activation)
         self.drop = Dropout(dropout)
+
+    activation: type = nn.GELU
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), mask))
         return x + self.drop(self.ffn(self.ln2(x)))
+
+
+class SASRecBlock(Block):
+    """SASRec's reference layout (Kang & McAuley 2018, and the SASRec+ code that followed it).
+
+    The query is normalised and carries the residual, keys and values are not; the
+    feed-forward (ReLU) reads a normalised input and adds its own residual. Kept to compare
+    with the published recipe setting by setting (docs/benchmarks.md), not as the default.
+    """
+
+    activation = nn.ReLU
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        q = self.ln1(x)
+        x = self.ln2(q + self.attn(q, mask, keys=x))
+        return x + self.drop(self.ffn(x))
+
+
+BLOCKS = {"pre_norm": Block, "sasrec": SASRecBlock}

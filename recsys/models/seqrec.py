@@ -39,7 +39,8 @@ class SeqRec(nn.Module):
         self.items = ItemTower(n_items, cfg.d_model, text if cfg.use_text else None,
                                cfg.id_dropout)
         self.user = UserTower(cfg.d_model, cfg.n_blocks, cfg.n_heads, cfg.max_len, cfg.dropout,
-                              cfg.use_event_types, cfg.attention_dropout)
+                              cfg.use_event_types, cfg.attention_dropout,
+                              cfg.block_layout.value)
         if cfg.init_std is not None:
             self.apply(lambda m: _init_weights(m, cfg.init_std))
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from recsys.columns import EVENT_TYPES
-from recsys.models.blocks import Block, attention_mask
+from recsys.models.blocks import BLOCKS, attention_mask
 from recsys.models.dropout import Dropout
 
 N_EVENT_TYPES = len(EVENT_TYPES) + 1  # 0 padding, then the types in columns.EVENT_TYPES order
@@ -84,7 +84,8 @@ class UserTower(nn.Module):
     """SASRec: causal Transformer over the item sequence; position t summarises items <= t."""
 
     def __init__(self, d_model: int, n_blocks: int, n_heads: int, max_len: int, dropout: float,
-                 use_event_types: bool, attention_dropout: float | None = None):
+                 use_event_types: bool, attention_dropout: float | None = None,
+                 block_layout: str = "pre_norm"):
         super().__init__()
         self.max_len = max_len
         self.scale = math.sqrt(d_model)
@@ -93,7 +94,8 @@ class UserTower(nn.Module):
         self.pos_emb = nn.Embedding(max_len, d_model)
         self.type_emb = nn.Embedding(N_EVENT_TYPES, d_model) if use_event_types else None
         self.drop = Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout,
+        block = BLOCKS[block_layout]
+        self.blocks = nn.ModuleList(block(d_model, n_heads, dropout,
                                           attention_dropout=attention_dropout)
                                     for _ in range(n_blocks))
         self.ln = nn.LayerNorm(d_model)

@@ -1,9 +1,11 @@
 import contextlib
 
+import pytest
 import torch
 
-from recsys.config import ModelConfig
+from recsys.config import BlockLayout, ModelConfig
 from recsys.models import io
+from recsys.models.blocks import CausalSelfAttention, attention_mask
 from recsys.models.seqrec import SeqRec
 
 
@@ -13,21 +15,37 @@ def _net(**kw):
                   torch.randn(31, 12)).eval()
 
 
-def test_user_vector_ignores_padding_and_positions_count_from_the_newest_item():
-    net = _net()
+@pytest.mark.parametrize("layout", list(BlockLayout))
+def test_user_vector_ignores_padding_and_positions_count_from_the_newest_item(layout):
+    net = _net(block_layout=layout)
     a = torch.tensor([[0, 0, 0, 5, 6, 7]])
     b = torch.tensor([[5, 6, 7]])
     types = torch.ones_like(a)
     torch.testing.assert_close(net.user_vectors(a, types), net.user_vectors(b, types[:, 3:]))
 
 
-def test_attention_is_causal():
-    net = _net()
+@pytest.mark.parametrize("layout", list(BlockLayout))
+def test_attention_is_causal(layout):
+    net = _net(block_layout=layout)
     x = torch.tensor([[1, 2, 3, 4]])
     y = torch.tensor([[1, 2, 3, 9]])
     hx, hy = net.encode(x), net.encode(y)
     torch.testing.assert_close(hx[:, :3], hy[:, :3])
     assert not torch.allclose(hx[:, 3], hy[:, 3])
+
+
+def test_attention_over_separate_keys_is_the_fused_projection_split():
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(16, 2, 0.0).eval()
+    x, keys = torch.randn(3, 5, 16), torch.randn(3, 5, 16)
+    mask = attention_mask(torch.tensor([[False, True, True, True, True]] * 3))
+    torch.testing.assert_close(attn(x, mask, keys=x), attn(x, mask))
+    assert not torch.allclose(attn(x, mask, keys=keys), attn(x, mask))
+    # The query comes from x alone: changing the keys of a later position leaves earlier
+    # positions' answers unchanged (still causal).
+    later = keys.clone()
+    later[:, -1] += 1.0
+    torch.testing.assert_close(attn(x, mask, keys=later)[:, :-1], attn(x, mask, keys=keys)[:, :-1])
 
 
 def test_scores_cover_the_catalogue_and_never_padding():
