@@ -8,7 +8,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from recsys import experiment_run
-from recsys.config import AttributionConfig, Paths, TrackingConfig
+from recsys.config import AttributionConfig, GateConfig, Paths, TrackingConfig
 from recsys.orchestration import REGISTRY_LIMIT, retry_on_io, started_late
 
 
@@ -21,16 +21,27 @@ def look_decide_act(attribution: AttributionConfig) -> experiment_run.Decided | 
 
 @flow(name="experiment-decision", log_prints=True)
 def experiment_decision(attribution: AttributionConfig = AttributionConfig(),
-                        max_delay_s: float = 120.0) -> dict:
-    """The always-valid test allows a look every minute; the rules act on the first decision."""
+                        gate: GateConfig = GateConfig(), max_delay_s: float = 120.0) -> dict:
+    """The always-valid test allows a look every minute; the rules act on the first decision.
+
+    With ``gate.full_retrain_online`` (live traffic decides full retrains), a version waiting
+    as challenger (a full retrain that found another experiment running) gets its experiment
+    when nothing is running. Without traffic such an experiment could only end inconclusive.
+    """
     if started_late(flow_run.scheduled_start_time, max_delay_s=max_delay_s):
         print(f"skipped: started more than {max_delay_s:.0f}s after its scheduled time")
         return {"status": "skipped_late"}
     with concurrency(REGISTRY_LIMIT, occupy=1, timeout_seconds=600):  # it may move the alias
         out = look_decide_act(attribution)
     if out is None:
-        print("no experiment is running")
-        return {"status": "idle"}
+        exp = experiment_run.start_waiting(Paths(), tracking=TrackingConfig()) \
+            if gate.full_retrain_online else None
+        if exp is None:
+            print("no experiment is running")
+            return {"status": "idle"}
+        print(f"experiment {exp.id} started: version {exp.treatment_version} waited as "
+              f"challenger against version {exp.control_version}")
+        return {"status": "started", "experiment": exp.id, "decision": None}
     exp = out.experiment
     create_markdown_artifact(key="experiment", markdown=experiment_run.markdown(exp, out.look),
                              description=f"{exp.id}: {exp.status}")

@@ -369,7 +369,8 @@ class GateConfig(_Config):
         False,
         description="Where live traffic exists: a full retrain that passes validation waits as "
                     "challenger and an online experiment (ExperimentConfig defaults) decides, "
-                    "instead of the offline comparison on unseen events.")
+                    "instead of the offline comparison on unseen events; the experiment-decision "
+                    "flow starts a waiting challenger's experiment when none is running.")
 
 
 class UpdateConfig(_Config):
@@ -540,8 +541,11 @@ class ExperimentConfig(_Config):
     """An online experiment: champion against challenger on live (or simulated) traffic."""
 
     control: str = Field("champion", description="Alias or version number of the control arm.")
-    treatment: str = Field("challenger",
-                           description="Alias or version number of the treatment arm.")
+    treatment: str = Field(
+        "challenger",
+        description="Alias or version number of the treatment arm. challenger: the newest "
+                    "version waiting as challenger (a full retrain tagged decision=challenger "
+                    "that no experiment has judged), else the challenger alias.")
     mode: ExperimentMode = Field(
         ExperimentMode.interleave,
         description="ab: each user sees one arm's list; interleave: one team-draft list mixing "

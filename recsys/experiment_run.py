@@ -39,7 +39,7 @@ from recsys.data.experiments import (
 )
 from recsys.evaluation.experiment_analysis import Look, look
 from recsys.faults import crash_point
-from recsys.registry.registry import CHAMPION, Registry
+from recsys.registry.registry import CHALLENGER, CHAMPION, Registry
 from recsys.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,14 @@ def start(paths: Paths, cfg: ExperimentConfig,
     store = ExperimentStore(paths)
     control = _resolve(registry, cfg.control)
     treatment = _resolve(registry, cfg.treatment)
+    if cfg.treatment == CHALLENGER and treatment == control:
+        # Named by number, the same version is the operator's choice (a frozen version against
+        # the champion alias that micro-batches will move, say); by default it is a stale alias.
+        raise ExperimentError(
+            f"no version waits as challenger, and the {CHALLENGER!r} alias names version "
+            f"{control}, the control itself (micro-batch updates move the alias to their "
+            f"candidates): name the treatment's version (`--treatment N`) or train one (a full "
+            f"retrain that does not replace the champion waits as challenger)")
     with store.writing():
         if (active := store.active()) is not None:
             raise ExperimentError(f"experiment {active.id} is still {active.status}: stop it "
@@ -91,8 +99,33 @@ def start_for_candidate(paths: Paths, version: str, cfg: ExperimentConfig | None
         return None
 
 
+def start_waiting(paths: Paths, cfg: ExperimentConfig | None = None,
+                  tracking: TrackingConfig | None = None) -> Experiment | None:
+    """Start the experiment of the version waiting as challenger, if any and none is running.
+
+    A full retrain that finds another experiment running waits as challenger; the
+    every-minute decision flow calls this when it finds nothing running, so the wait ends
+    with the experiment before it.
+    """
+    registry = Registry(paths, tracking or TrackingConfig())
+    waiting, champion = registry.waiting_challenger(), registry.champion()
+    if waiting is None or champion is None or waiting.version == champion.version:
+        return None
+    if ExperimentStore(paths).active() is not None:
+        return None
+    return start_for_candidate(paths, waiting.version, cfg, tracking)
+
+
 def _resolve(registry: Registry, name: str) -> str:
-    version = registry.alias(name) if not name.isdigit() else registry.get(name)
+    """The version a name means: a number, or an alias.
+
+    ``challenger`` prefers a version waiting as challenger (``Registry.waiting_challenger``)
+    to the alias, which micro-batch updates keep moving.
+    """
+    if name.isdigit():
+        return registry.get(name).version
+    version = registry.waiting_challenger() if name == CHALLENGER else None
+    version = version or registry.alias(name)
     if version is None:
         raise ExperimentError(f"no model version is aliased {name!r}: register a challenger "
                               f"(a full retrain) or name a version number")

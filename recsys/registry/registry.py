@@ -107,6 +107,18 @@ class Registry:
     def champion(self) -> Version | None:
         return self.alias(CHAMPION)
 
+    def waiting_challenger(self) -> Version | None:
+        """The newest version that waits as challenger and has met no experiment yet.
+
+        The ``challenger`` alias is not it: every micro-batch update moves that alias to its
+        own candidate, usually within the minute. A full retrain that did not replace the
+        champion is tagged ``decision=challenger``; an experiment that judges it tags it
+        ``experiment``, and a promotion rewrites ``decision``.
+        """
+        return next((v for v in self.versions()
+                     if v.tags.get("decision") == CHALLENGER and "experiment" not in v.tags),
+                    None)
+
     def versions(self) -> list[Version]:
         """Every registered version, newest first."""
         try:

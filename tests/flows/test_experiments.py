@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from flows.experiments import experiment_decision
 from recsys import experiment_run
-from recsys.config import ExperimentConfig, TrackingConfig
+from recsys.config import ExperimentConfig, GateConfig, TrackingConfig
 from recsys.data.experiments import ExperimentStore
 from recsys.registry.registry import Registry
 from tests.flows.test_online_report import _artifact
@@ -30,3 +30,16 @@ def test_the_flow_promotes_a_winner_and_says_so_in_its_artifact(home, monkeypatc
     assert Registry(home, TrackingConfig()).champion().version == "2"
     artifact = _artifact("experiment")
     assert f"# Experiment {exp.id}: promoted" in artifact and "| clicks |" in artifact
+
+
+def test_the_flow_starts_the_experiment_of_a_waiting_challenger(home, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("RECSYS_HOME", str(home.root))
+    monkeypatch.setenv("RECSYS_TRACKING_HOME", str(home.tracking_home))
+    Registry(home, TrackingConfig()).tag("2", {"decision": "challenger"})
+    assert experiment_decision()["status"] == "idle"  # off unless asked (no traffic known)
+    online = GateConfig(full_retrain_online=True)
+    out = experiment_decision(gate=online)
+    assert out["status"] == "started"
+    exp = ExperimentStore(home).get(out["experiment"])
+    assert (exp.treatment_version, exp.control_version) == ("2", "1")
+    assert experiment_decision(gate=online)["status"] == "running"

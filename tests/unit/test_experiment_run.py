@@ -148,3 +148,34 @@ def test_killed_between_recording_and_promoting_finishes_on_the_next_run(home):
     registry = Registry(home, TrackingConfig())
     assert registry.champion().version == "2"
     assert registry.alias("previous-champion").version == "1"
+
+
+def test_the_default_treatment_is_the_version_waiting_as_challenger(home):
+    """Micro-batch updates move the challenger alias every minute; a full retrain that waits
+    as challenger is what `recsys experiment start` means by default, until an experiment
+    has judged it."""
+    registry = Registry(home, TrackingConfig())
+    registry.tag("2", {"decision": "challenger"})
+    registry.set_challenger("1")  # a micro-batch candidate since, now the champion too
+    exp = experiment_run.start(home, ExperimentConfig(mode="ab"))
+    assert (exp.treatment_version, exp.control_version) == ("2", "1")
+    experiment_run.stop(home, exp.id)
+    # Version 2 has met its experiment: the default falls back to the alias, which names the
+    # champion itself, and that is refused with the reason.
+    with pytest.raises(experiment_run.ExperimentError, match="names version 1, the control"):
+        experiment_run.start(home, ExperimentConfig(mode="ab"))
+    # By number it is the operator's choice: a frozen version against the moving champion.
+    assert experiment_run.start(home, ExperimentConfig(treatment="1")).treatment_version == "1"
+
+
+def test_a_version_waiting_as_challenger_gets_its_experiment_when_none_runs(home):
+    registry = Registry(home, TrackingConfig())
+    assert experiment_run.start_waiting(home) is None  # nothing waits
+    registry.tag("2", {"decision": "challenger"})
+    running = experiment_run.start(home, ExperimentConfig(treatment="1"))
+    assert experiment_run.start_waiting(home) is None  # one at a time
+    experiment_run.stop(home, running.id)
+    exp = experiment_run.start_waiting(home)
+    assert exp is not None and (exp.treatment_version, exp.control_version) == ("2", "1")
+    experiment_run.stop(home, exp.id)
+    assert experiment_run.start_waiting(home) is None  # judged once
