@@ -183,7 +183,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-len", type=int, default=50,
                     help="Most recent items each model reads (both ours and RecTools').")
     ap.add_argument("--d-model", type=int, default=64, help="Embedding size (SASRec's is 64).")
-    ap.add_argument("--blocks", type=int, default=2, help="Transformer blocks (SASRec's is 2).")
+    ap.add_argument("--blocks", type=int, default=None,
+                    help="Our Transformer blocks (default: recsys train's rule, "
+                         "recsys/training/sizing.py: 3 beyond 50 items, else 2). RecTools gets "
+                         "this or SASRec's 2.")
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--attention-dropout", type=float, default=None,
@@ -256,12 +259,13 @@ def main() -> None:
             paths = prepare(name, home, args.max_users)
             epochs = args.fixed_epochs or args.max_epochs
             patience = epochs if args.fixed_epochs else args.patience
-            model_cfg = ModelConfig(d_model=args.d_model, n_blocks=args.blocks, n_heads=args.heads,
+            model_cfg = ModelConfig(d_model=args.d_model, n_heads=args.heads,
                                     max_len=args.max_len, dropout=args.dropout,
                                     init_std=args.init_std or None, use_text=False,
                                     use_event_types=False,
                                     label_smoothing=args.label_smoothing,
                                     block_layout=args.block_layout,
+                                    **({} if args.blocks is None else {"n_blocks": args.blocks}),
                                     **({} if args.attention_dropout is None else
                                        {"attention_dropout": args.attention_dropout}))
             train_cfg = TrainConfig(max_epochs=epochs, patience=patience,
@@ -308,7 +312,8 @@ def main() -> None:
             proc = subprocess.run([str(py), str(ROOT / "bench" / "rectools_sasrec.py"),
                                    str(folder), "--epochs", str(epochs),
                                    "--patience", "0" if args.fixed_epochs else str(patience),
-                                   "--d-model", str(args.d_model), "--blocks", str(args.blocks),
+                                   "--d-model", str(args.d_model),
+                                   "--blocks", str(args.blocks or 2),
                                    "--max-len", str(args.max_len), "--seed", str(args.seed),
                                    "--heads", str(rt_set["heads"]),
                                    "--dropout", str(rt_set["dropout"]),

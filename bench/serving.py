@@ -11,7 +11,10 @@ briefly (its quality is not the point), then:
    keep-alive clients), and latency counts from the scheduled send time, so queueing shows up
    instead of being hidden by a closed loop; p50/p99
    at 200 requests/s, then rising rates until the server falls behind (saturation);
-3. batch throughput of ``score_users`` (users/s).
+3. the same at 200 requests/s with an experiment running (an interleaving one, then an A/B
+   one; a second briefly trained version as treatment), so both models are in memory and an
+   interleaved request runs both: p99 against the champion alone's, same server;
+4. batch throughput of ``score_users`` (users/s).
 
     .venv/bin/python bench/serving.py                     # 100k items (~5 min set-up)
     .venv/bin/python bench/serving.py --items 20000       # quicker
@@ -36,8 +39,10 @@ import numpy as np
 import torch
 from loadgen import open_loop
 
+from recsys import experiment_run
 from recsys.config import (
     EvalConfig,
+    ExperimentConfig,
     ImpressionConfig,
     IntakeConfig,
     Paths,
@@ -196,6 +201,48 @@ def compare_top_k(scorer: Scorer, items: torch.Tensor, repeats: int = 5) -> None
           f"recall of the exact top 10: {recall:.4f}")
 
 
+def second_model(paths: Paths) -> str:
+    """A second registered version (another brief training, another seed): the treatment."""
+    registry = Registry(paths, TrackingConfig())
+    champion = registry.champion().version
+    other = [v.version for v in registry.versions() if v.version != champion]
+    if other:
+        return other[0]  # kept from an earlier run with --home
+    result = train(paths, train_cfg=TrainConfig(max_epochs=1, max_steps_per_epoch=60, seed=7,
+                                                max_val_users=300, progress_bar=False),
+                   eval_cfg=EvalConfig(), tracking_cfg=TrackingConfig(), promote=False)
+    return result.version
+
+
+def experiment_phase(paths: Paths, url: str, users: list[str], seconds: float,
+                     rate: int = 200) -> None:
+    """The latency budget with two models in memory: p99 at ``rate``/s with the champion
+    alone, then with an interleaving and an A/B experiment running, in turns, same server."""
+    treatment = second_model(paths)
+    print(f"\nHTTP at {rate}/s with an experiment running (version {treatment} as treatment; "
+          f"both models loaded; all users in it):")
+    alone = open_loop(url, users, rate, seconds)
+    base = np.percentile(alone["latencies"], 99)
+    print(f"  {'champion alone':22s} {percentiles(alone['latencies'])}, errors {alone['errors']}")
+    for mode in ("interleave", "ab"):
+        exp = experiment_run.start(paths, ExperimentConfig(treatment=treatment, mode=mode))
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the service follows the store every few s
+                body = httpx.get(f"{url}/recommendations/{users[0]}", timeout=10).json()
+                if body.get("experiment", {}).get("id") == exp.id:
+                    break
+                time.sleep(0.5)
+            else:
+                raise RuntimeError(f"the service did not pick up experiment {exp.id} in 60 s")
+            r = open_loop(url, users, rate, seconds)
+            p99 = np.percentile(r["latencies"], 99)
+            print(f"  {mode + ' experiment':22s} {percentiles(r['latencies'])}, errors "
+                  f"{r['errors']}; p99 {p99 / base:.2f}x the champion alone's")
+        finally:
+            experiment_run.stop(paths, exp.id, reason="bench: phase over")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
@@ -240,6 +287,8 @@ def main() -> None:
                   + ("  <- saturated" if behind else ""))
             if behind:
                 break
+
+        experiment_phase(paths, url, users, args.seconds)
 
         print("\nranking 512 users over the catalogue (user tower included):")
         compare_top_k(scorer, data.test.items[:512])

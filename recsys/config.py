@@ -185,7 +185,10 @@ class ModelConfig(_Config):
     """Size and shape of the sequential recommender (SASRec user tower, id+text item tower)."""
 
     d_model: int = Field(64, ge=1, description="Embedding / hidden size.")
-    n_blocks: int = Field(2, ge=1, description="Transformer blocks in the user tower.")
+    n_blocks: int = Field(
+        2, ge=1,
+        description="Transformer blocks in the user tower. Left unset, a full retrain whose "
+                    "max_len is over 50 takes 3 (recsys.training.sizing).")
     n_heads: int = Field(2, ge=1, description="Attention heads.")
     max_len: int = Field(
         50, ge=1,

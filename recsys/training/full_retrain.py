@@ -46,7 +46,7 @@ from recsys.training import PREDICTOR
 from recsys.training.challenge import SET, Challenge, challenge, held_out_keys
 from recsys.training.gate import decide_full
 from recsys.training.precision import TrainShape
-from recsys.training.sizing import fit_to_data
+from recsys.training.sizing import OPTION, fit_to_data
 from recsys.training.trainer import (
     TrainingHistory,
     build_trainer,
@@ -205,7 +205,7 @@ def train(paths: Paths | None = None, model_cfg: ModelConfig | None = None,
     data_read_at = utc_now()
     model_cfg, chosen = fit_model_to_data(paths, train_cfg, model_cfg)
     for name, why in chosen.items():
-        console.say(f"{name} {why} (from the data; set --{name.replace('_', '-')} to choose)")
+        console.say(f"{name} {why} (from the data; set {OPTION[name]} to choose)")
     data = read_training_data(paths, train_cfg, model_cfg, feature_cfg)
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     module, datamodule = _build(data, model_cfg, train_cfg, eval_cfg)

@@ -1,5 +1,5 @@
-"""The maximum length (and, for long sequences, the attention dropout) chosen from the data:
-only where the user left them unset, by the rule."""
+"""The maximum length (and, for long sequences, the attention dropout and the depth) chosen
+from the data: only where the user left them unset, by the rule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from recsys.config import ModelConfig
-from recsys.training.sizing import fit_to_data, max_len_for
+from recsys.training.sizing import OPTION, fit_to_data, max_len_for
 
 rng = np.random.default_rng(0)
 # The synthetic demo's lengths (lognormal, mean 40, within 3..400) and a long-history dataset
@@ -32,10 +32,13 @@ def test_an_unset_max_len_is_chosen_and_explained():
     cfg, why = fit_to_data(ModelConfig(d_model=32), LONG)
     assert (cfg.max_len, cfg.dropout, cfg.d_model) == (200, 0.2, 32)
     assert cfg.attention_dropout == 0.0  # long sequences: the fused attention kernel
-    assert set(why) == {"max_len", "attention_dropout"} and "quantile" in why["max_len"]
+    assert cfg.n_blocks == 3  # and a third block
+    assert set(why) == {"max_len", "attention_dropout", "n_blocks"} == set(OPTION)
+    assert "quantile" in why["max_len"]
     assert cfg.model_fields_set == {"d_model"}  # still what the user chose, nothing more
     short, why = fit_to_data(ModelConfig(), DEMO)
-    assert (short.max_len, short.attention_dropout, set(why)) == (50, None, {"max_len"})
+    assert (short.max_len, short.attention_dropout, short.n_blocks, set(why)) == (
+        50, None, 2, {"max_len"})
 
 
 def test_the_users_max_len_wins():
@@ -43,11 +46,14 @@ def test_the_users_max_len_wins():
     assert fit_to_data(given, LONG) == (given, {})
 
 
-def test_a_long_max_len_drops_attention_dropout_unless_the_user_set_it():
+def test_a_long_max_len_drops_attention_dropout_and_adds_a_block_unless_the_user_set_them():
     cfg, why = fit_to_data(ModelConfig(max_len=200), LONG)
-    assert cfg.attention_dropout == 0.0 and set(why) == {"attention_dropout"}
-    given = ModelConfig(max_len=200, attention_dropout=0.1)
+    assert (cfg.attention_dropout, cfg.n_blocks) == (0.0, 3)
+    assert set(why) == {"attention_dropout", "n_blocks"}
+    given = ModelConfig(max_len=200, attention_dropout=0.1, n_blocks=2)
     assert fit_to_data(given, LONG) == (given, {})
+    cfg, why = fit_to_data(ModelConfig(max_len=200, n_blocks=1), LONG)
+    assert (cfg.n_blocks, set(why)) == (1, {"attention_dropout"})
 
 
 def test_the_full_retrain_applies_the_rule_with_or_without_a_given_max_len(tmp_path):
@@ -56,7 +62,17 @@ def test_the_full_retrain_applies_the_rule_with_or_without_a_given_max_len(tmp_p
 
     paths = Paths(root=tmp_path / "home", tracking_home=tmp_path / "tracking")  # no store yet
     cfg, why = fit_model_to_data(paths, TrainConfig(), ModelConfig(max_len=200))
-    assert cfg.attention_dropout == 0.0 and set(why) == {"attention_dropout"}
+    assert (cfg.attention_dropout, cfg.n_blocks) == (0.0, 3)
+    assert set(why) == {"attention_dropout", "n_blocks"}
     assert fit_model_to_data(paths, TrainConfig(), ModelConfig(max_len=50)) == (
         ModelConfig(max_len=50), {})
     assert fit_model_to_data(paths, TrainConfig(), ModelConfig()) == (ModelConfig(), {})
+
+
+def test_each_chosen_field_names_the_option_that_sets_it():
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).output
+    assert all(option in shown for option in OPTION.values()), shown
