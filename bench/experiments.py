@@ -48,7 +48,6 @@ workers would only fight its neighbours.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import math
 import os
@@ -252,8 +251,7 @@ def main() -> None:
     data = generate(preset(args.preset))
     world = data.world
     alike = Population(world)
-    generated = copy.copy(alike)  # the same truth table, another activity
-    generated.activity = event_counts(world, data.events["user_id"].to_numpy())
+    generated = alike.with_activity(event_counts(world, data.events["user_id"].to_numpy()))
     plain = Traffic(requests_per_minute=args.requests_per_minute,
                     activity_sigma=args.activity_sigma)
     spread = float(np.std(np.log(generated.activity[generated.activity > 0])))

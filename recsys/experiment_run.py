@@ -107,11 +107,11 @@ def start_waiting(paths: Paths, cfg: ExperimentConfig | None = None,
     every-minute decision flow calls this when it finds nothing running, so the wait ends
     with the experiment before it.
     """
+    if ExperimentStore(paths).active() is not None:
+        return None
     registry = Registry(paths, tracking or TrackingConfig())
     waiting, champion = registry.waiting_challenger(), registry.champion()
     if waiting is None or champion is None or waiting.version == champion.version:
-        return None
-    if ExperimentStore(paths).active() is not None:
         return None
     return start_for_candidate(paths, waiting.version, cfg, tracking)
 

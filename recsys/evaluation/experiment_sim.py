@@ -24,6 +24,7 @@ by the tests).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,10 +110,7 @@ class Population:
 
     def __init__(self, world: World, chunk: int = 500, activity: np.ndarray | None = None):
         self.world = world
-        self.activity = (np.ones(world.n_users) if activity is None
-                         else np.asarray(activity, dtype=np.float64))
-        if self.activity.shape != (world.n_users,) or (self.activity < 0).any():
-            raise ValueError(f"activity must be {world.n_users} non-negative rates, one per user")
+        self.activity = self._checked(np.ones(world.n_users) if activity is None else activity)
         every = np.arange(world.n_items)
         rows = []
         for start in range(0, world.n_users, chunk):
@@ -121,6 +119,19 @@ class Population:
             rows.append(world.click_probability(users, np.full(len(users), -1), grid)
                         .astype(np.float32))
         self.base = np.concatenate(rows) if rows else np.zeros((0, world.n_items), np.float32)
+
+    def with_activity(self, activity: np.ndarray) -> Population:
+        """The same users and truth table (shared, not copied), asking at other rates."""
+        other = copy.copy(self)
+        other.activity = self._checked(activity)
+        return other
+
+    def _checked(self, activity) -> np.ndarray:
+        activity = np.asarray(activity, dtype=np.float64)
+        if activity.shape != (self.world.n_users,) or (activity < 0).any():
+            raise ValueError(f"activity must be {self.world.n_users} non-negative rates, one "
+                             "per user")
+        return activity
 
     @property
     def n_users(self) -> int:

@@ -95,6 +95,8 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """Pre-norm Transformer block: more stable than SASRec's post-norm at the same size."""
 
+    activation: type = nn.GELU  # of the feed-forward
+
     def __init__(self, d_model: int, n_heads: int, dropout: float, ffn_factor: int = 1,
                  attention_dropout: float | None = None):
         super().__init__()
@@ -104,8 +106,6 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, ffn_factor * d_model, dropout, self.activation)
         self.drop = Dropout(dropout)
-
-    activation: type = nn.GELU
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), mask))

@@ -115,9 +115,15 @@ class Registry:
         champion is tagged ``decision=challenger``; an experiment that judges it tags it
         ``experiment``, and a promotion rewrites ``decision``.
         """
-        return next((v for v in self.versions()
-                     if v.tags.get("decision") == CHALLENGER and "experiment" not in v.tags),
-                    None)
+        # Asked of the store by tag: the every-minute decision flow calls this when idle, and
+        # the registry holds a version per promoted micro-batch.
+        try:
+            found = self.client.search_model_versions(
+                f"name = '{self.name}' and tags.decision = '{CHALLENGER}'")
+        except MlflowException:
+            return None
+        waiting = [self._wrap(mv) for mv in found if "experiment" not in (mv.tags or {})]
+        return max(waiting, key=lambda v: int(v.version), default=None)
 
     def versions(self) -> list[Version]:
         """Every registered version, newest first."""

@@ -139,3 +139,10 @@ def test_two_equally_good_models_interleaved_win_about_as_often_as_they_lose(pop
     wins, losses = int((margin > 0).sum()), int((margin < 0).sum())
     assert wins + losses > 2_000 and decided.sum() >= wins + losses
     assert abs(wins - losses) < 3 * math.sqrt(wins + losses)  # a fair coin's 3 sigma
+
+
+def test_another_activity_shares_the_truth_table_and_is_checked(pop):
+    busy = pop.with_activity(np.arange(pop.n_users, dtype=float))
+    assert busy.base is pop.base and (pop.activity == 1).all()
+    with pytest.raises(ValueError, match="non-negative rates"):
+        pop.with_activity(np.ones(pop.n_users + 1))
