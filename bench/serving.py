@@ -4,8 +4,9 @@ Set-up: a synthetic store with a 100,000-item catalogue (with text), a champion 
 briefly (its quality is not the point), then:
 
 1. in-process single-request latency of ``Scorer.recommend`` (50-item histories), p50/p99,
-   for fp32, bf16 autocast of the user tower, and int8 dynamic quantization of its Linear
-   layers, with each variant's NDCG@10 on held-out next items against fp32;
+   for the served fp32 tower (traced), the same called op by op (eager), bf16 autocast of the
+   user tower, and int8 dynamic quantization of its Linear layers, with each variant's
+   NDCG@10 on held-out next items against fp32;
 2. ``recsys serve`` in its own process, driven over loopback HTTP by an open-loop generator:
    requests are sent on a fixed schedule whatever the answers do (a dispatcher and a pool of
    keep-alive clients), and latency counts from the scheduled send time, so queueing shows up
@@ -14,7 +15,13 @@ briefly (its quality is not the point), then:
 3. the same at 200 requests/s with an experiment running (an interleaving one, then an A/B
    one; a second briefly trained version as treatment), so both models are in memory and an
    interleaved request runs both: p99 against the champion alone's, same server;
-4. batch throughput of ``score_users`` (users/s).
+4. interleaved requests through the batcher in process, beside a thread that holds the GIL half
+   the time: the traced user tower against the eager one;
+5. the top-K that serves against the exact fp32 product, for single users and for batches
+   of 512, with its recall of the exact top 10;
+6. batch throughput of ``score_users`` (users/s).
+
+``--phases`` runs some of these only (``--home`` keeps the set-up for the next run).
 
     .venv/bin/python bench/serving.py                     # 100k items (~5 min set-up)
     .venv/bin/python bench/serving.py --items 20000       # quicker
@@ -155,6 +162,7 @@ def bf16_tower(scorer: Scorer) -> Scorer:
 
     variant.net = copy.deepcopy(net)  # a shallow copy would share (and so change) _modules
     variant.net.user = Autocast(variant.net.user)
+    variant.traced = None  # the served graph was traced from the fp32 tower
     return variant
 
 
@@ -163,6 +171,14 @@ def int8_tower(scorer: Scorer) -> Scorer:
     variant.net = copy.deepcopy(scorer.net)
     variant.net.user = torch.ao.quantization.quantize_dynamic(
         variant.net.user, {torch.nn.Linear}, dtype=torch.qint8)
+    variant.traced = None
+    return variant
+
+
+def eager_tower(scorer: Scorer) -> Scorer:
+    """The fp32 user tower called op by op from Python, as before it was traced."""
+    variant = copy.copy(scorer)
+    variant.traced = None
     return variant
 
 
@@ -177,27 +193,38 @@ def in_process(scorer: Scorer, histories: list[list[str]], n: int) -> list[float
     return out
 
 
-def compare_top_k(scorer: Scorer, items: torch.Tensor, repeats: int = 5) -> None:
-    """Two-stage bf16 top-K (what serves) against the exact fp32 product, same process."""
-    def exact():
-        return scorer.net.score(items, None, scorer.item_vectors).topk(10, dim=1).indices
+def compare_top_k(scorer: Scorer, items: torch.Tensor, batch: int, repeats: int) -> None:
+    """The top-K that serves against the exact fp32 product, in batches of ``batch`` users.
 
-    def two_stage():
-        return scorer.top_k(items, None, 10)[0]
+    What serves: a first stage (fp32 or bf16 as measured on this machine, int8 for batches
+    up to ``ItemIndex.narrow_batch``) and an exact fp32 rescoring of its candidates.
+    """
+    index = scorer.catalogue
+    stage = ("int8" if index.narrow is not None and batch <= index.narrow_batch
+             else str(index.coarse.dtype).removeprefix("torch."))
+    chunks = list(items.split(batch))
+
+    def exact():
+        return torch.cat([scorer.net.score(c, None, scorer.item_vectors).topk(10, dim=1).indices
+                          for c in chunks])
+
+    def served():
+        return torch.cat([scorer.top_k(c, None, 10)[0] for c in chunks])
 
     timings = {}
-    for label, fn in (("exact fp32", exact), ("two-stage bf16", two_stage)):
+    for label, fn in (("exact fp32", exact), (f"served ({stage} first)", served)):
         fn()
         t = time.perf_counter()
         for _ in range(repeats):
             fn()
-        timings[label] = (time.perf_counter() - t) / repeats * 1e3
-        print(f"  {label:16s} {timings[label]:7.1f} ms "
-              f"({len(items) / timings[label] * 1e3:,.0f} users/s)")
+        timings[label] = (time.perf_counter() - t) / repeats * 1e3 / len(chunks)
+        print(f"  {label:22s} {timings[label]:7.2f} ms a batch "
+              f"({batch * 1e3 / timings[label]:,.0f} users/s)")
     truth = exact()
     recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10
-                      for a, b in zip(two_stage(), truth, strict=True)])
-    print(f"  two-stage is {timings['exact fp32'] / timings['two-stage bf16']:.2f}x faster; "
+                      for a, b in zip(served(), truth, strict=True)])
+    exact_ms, served_ms = timings.values()
+    print(f"  served is {exact_ms / served_ms:.2f}x faster; "
           f"recall of the exact top 10: {recall:.4f}")
 
 
@@ -243,12 +270,76 @@ def experiment_phase(paths: Paths, url: str, users: list[str], seconds: float,
             experiment_run.stop(paths, exp.id, reason="bench: phase over")
 
 
+def gil_phase(paths: Paths, rate: int = 200, seconds: float = 5.0, rounds: int = 3) -> None:
+    """Interleaved requests through the batcher, in process, beside a thread that holds the GIL
+    half the time (as the service's event loop does): the traced user tower against the eager
+    one, alternated ``rounds`` times. Shows what the trace buys under contention, which a
+    request timed alone does not."""
+    import asyncio
+    import threading
+
+    from recsys.scoring.batching import RequestBatcher
+
+    registry = Registry(paths, TrackingConfig())
+    champion = registry.champion().version
+    models = [Scorer.from_registry(registry, champion),
+              Scorer.from_registry(registry, second_model(paths))]
+    graphs = [m.traced for m in models]
+    rng = np.random.default_rng(0)
+    histories = [list(rng.choice(models[0].item_ids, 30)) for _ in range(500)]
+    stop = threading.Event()
+
+    def holder():  # 0.3 ms of Python, 0.3 ms asleep
+        while not stop.is_set():
+            until = time.perf_counter() + 3e-4
+            while time.perf_counter() < until:
+                pass
+            time.sleep(3e-4)
+
+    async def load() -> list[float]:
+        batcher, latencies = RequestBatcher(), []
+
+        async def one(i):
+            t = time.perf_counter()
+            await asyncio.gather(*(batcher.recommend(m, histories[i % 500]) for m in models))
+            latencies.append((time.perf_counter() - t) * 1e3)
+
+        tasks, start = [], time.perf_counter()
+        for i in range(int(rate * seconds)):
+            if (wait := start + i / rate - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        batcher.stop()
+        return latencies
+
+    print(f"\nin process, {rate} interleaved requests/s through the batcher beside a thread "
+          "holding the GIL half the time:")
+    thread = threading.Thread(target=holder, daemon=True)
+    thread.start()
+    try:
+        for _ in range(rounds):
+            for label, traced in (("traced tower", True), ("eager tower", False)):
+                for model, graph in zip(models, graphs, strict=True):
+                    model.traced = graph if traced else None
+                print(f"  {label:14s} {percentiles(asyncio.run(load()))}")
+    finally:
+        stop.set()
+        for model, graph in zip(models, graphs, strict=True):
+            model.traced = graph
+
+
+PHASES = ("in-process", "http", "experiment", "gil", "top-k", "batch")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP load level")
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
+                        help="which measurements to run (default: all)")
     parser.add_argument("--home", type=Path, default=None,
                         help="keep the prepared store here and reuse it on the next run "
                              "(default: a temporary folder, removed afterwards)")
@@ -268,31 +359,45 @@ def main() -> None:
         histories = [[scorer.item_ids[i - 1] for i in row if i > 0]
                      for row in data.test.items[:500].tolist()]
 
-        print("\nin-process single requests (k=10, histories up to 50 items):")
-        base_ndcg = score_set(scorer.net, data.test).ndcg
-        for label, variant in (("fp32", scorer), ("bf16 user tower", bf16_tower(scorer)),
-                               ("int8 dynamic user tower", int8_tower(scorer))):
-            ms = in_process(variant, histories, args.requests)
-            ndcg = score_set(variant.net, data.test).ndcg
-            print(f"  {label:24s} {percentiles(ms)}; test NDCG@10 {ndcg:.4f} "
-                  f"({ndcg - base_ndcg:+.4f} vs fp32)")
+        phases = set(args.phases)
+        if "in-process" in phases:
+            print("\nin-process single requests (k=10, histories up to 50 items):")
+            base_ndcg = score_set(scorer.net, data.test).ndcg
+            for label, variant in (("fp32, traced tower", scorer),
+                                   ("fp32, eager tower", eager_tower(scorer)),
+                                   ("bf16 eager user tower", bf16_tower(scorer)),
+                                   ("int8 dynamic eager tower", int8_tower(scorer))):
+                ms = in_process(variant, histories, args.requests)
+                ndcg = score_set(variant.net, data.test).ndcg
+                print(f"  {label:24s} {percentiles(ms)}; test NDCG@10 {ndcg:.4f} "
+                      f"({ndcg - base_ndcg:+.4f} vs fp32)")
 
-        server, url = start_service(paths)
-        print("\nHTTP on loopback, open loop (latency from the scheduled send time):")
-        for rate in (200, 400, 800, 1600):
-            r = open_loop(url, users, rate, args.seconds)
-            behind = r["achieved"] < 0.95 * rate or np.percentile(r["latencies"], 99) > 1000
-            print(f"  offered {rate:5d}/s: achieved {r['achieved']:7.1f}/s, "
-                  f"{percentiles(r['latencies'])}, errors {r['errors']}"
-                  + ("  <- saturated" if behind else ""))
-            if behind:
-                break
+        if phases & {"http", "experiment"}:
+            server, url = start_service(paths)
+        if "http" in phases:
+            print("\nHTTP on loopback, open loop (latency from the scheduled send time):")
+            for rate in (200, 400, 800, 1600):
+                r = open_loop(url, users, rate, args.seconds)
+                behind = r["achieved"] < 0.95 * rate or np.percentile(r["latencies"], 99) > 1000
+                print(f"  offered {rate:5d}/s: achieved {r['achieved']:7.1f}/s, "
+                      f"{percentiles(r['latencies'])}, errors {r['errors']}"
+                      + ("  <- saturated" if behind else ""))
+                if behind:
+                    break
+        if "experiment" in phases:
+            experiment_phase(paths, url, users, args.seconds)
 
-        experiment_phase(paths, url, users, args.seconds)
+        if "gil" in phases:
+            gil_phase(paths)
 
-        print("\nranking 512 users over the catalogue (user tower included):")
-        compare_top_k(scorer, data.test.items[:512])
+        if "top-k" in phases:
+            for batch, repeats in ((1, 1), (512, 5)):
+                print(f"\nranking 512 users over the catalogue in batches of {batch} "
+                      "(user tower included):")
+                compare_top_k(scorer, data.test.items[:512], batch, repeats)
 
+        if "batch" not in phases:
+            return
         t = time.perf_counter()
         report = score_users(paths, ScoreConfig(progress_bar=False, window_days=1e4))
         secs = time.perf_counter() - t

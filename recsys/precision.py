@@ -93,6 +93,10 @@ class Probe:
     pairs: int  # timed steps per precision
     load: float  # 1-minute load average when measured (a busy machine blurs the figures)
     measured_at: str
+    # What the two times are of: fp32 against bf16 unless the caller says otherwise (the top-K
+    # also times an int8 first stage against whichever stage it would use without).
+    base: str = "fp32"
+    low: str = "bf16"
 
     @property
     def speedup(self) -> float:
@@ -112,14 +116,17 @@ class Probe:
 
     @property
     def bf16(self) -> bool:
-        """bf16 is chosen: clearly faster, and measured on a machine that was not busy."""
+        """The lower precision (``low``, bf16 unless said) is chosen.
+
+        Chosen: clearly faster, and measured on a machine that was not busy.
+        """
         return self.speedup >= MIN_SPEEDUP and not self.busy
 
     def line(self) -> str:
-        choice = "bf16" if self.bf16 else "fp32"
-        busy = ", busy: fp32 until retaken on a quieter machine" if self.busy else ""
-        return (f"{self.name}: fp32 {self.fp32_ms:.1f} ms, bf16 {self.bf16_ms:.1f} ms per step "
-                f"(bf16 at {self.speedup:.2f}x, {self.pairs} steps each, load "
+        choice = self.low if self.bf16 else self.base
+        busy = (f", busy: {self.base} until retaken on a quieter machine" if self.busy else "")
+        return (f"{self.name}: {self.base} {self.fp32_ms:.1f} ms, {self.low} {self.bf16_ms:.1f} "
+                f"ms per step ({self.low} at {self.speedup:.2f}x, {self.pairs} steps each, load "
                 f"{self.load:.1f}{busy}, {self.measured_at}) -> {choice}")
 
     def figures(self, prefix: str) -> dict[str, float]:
@@ -189,21 +196,23 @@ def _usable(probe: Probe | None) -> Probe | None:
 Steps = tuple[Callable[[], object], Callable[[], object]]
 
 
-def _timed(name: str, make_steps: Callable[[], Steps], seconds: float) -> Probe:
+def _timed(name: str, make_steps: Callable[[], Steps], seconds: float,
+           kinds: tuple[str, str]) -> Probe:
     fp32_ms, bf16_ms, pairs = time_steps(*make_steps(), seconds)
     return Probe(name, fp32_ms, bf16_ms, pairs, os.getloadavg()[0],
-                 dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+                 dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), *kinds)
 
 
 def measure(name: str, make_steps: Callable[[], Steps], folder: Path | None = None,
-            seconds: float = PROBE_SECONDS) -> Probe:
+            seconds: float = PROBE_SECONDS, kinds: tuple[str, str] = ("fp32", "bf16")) -> Probe:
     """The cached probe called ``name`` on this machine, timed now if there is none.
 
     ``make_steps()`` builds the ``(fp32_step, bf16_step)`` pair to time; it is called only
-    when nothing is cached. The name gets this process's thread count appended: a verdict
-    holds for one thread count. A file lock keeps two processes from timing at once (each
-    would slow the other). When the cache cannot be written, or the lock is held for
-    minutes, the figures are timed and used for this process only.
+    when nothing is cached. ``kinds`` names the two steps when they are not fp32 and bf16.
+    The name gets this process's thread count appended: a verdict holds for one thread count.
+    A file lock keeps two processes from timing at once (each would slow the other). When the
+    cache cannot be written, or the lock is held for minutes, the figures are timed and used
+    for this process only.
     """
     name = f"{name} threads={torch.get_num_threads()}"
     if (probe := _usable(cached(folder).get(name))) is not None:
@@ -215,11 +224,11 @@ def measure(name: str, make_steps: Callable[[], Steps], folder: Path | None = No
             # Another process may have measured it while we waited for the lock.
             if (probe := _usable(cached(folder).get(name))) is not None:
                 return probe
-            probe = _timed(name, make_steps, seconds)
+            probe = _timed(name, make_steps, seconds, kinds)
             _store(probe, folder)
     except OSError as exc:  # a read-only or full cache folder, or a lock held too long
         log.warning("precision probe not cached in %s: %s", path, exc)
-        probe = _timed(name, make_steps, seconds) if probe is None else probe
+        probe = _timed(name, make_steps, seconds, kinds) if probe is None else probe
     log.info("precision probe %s", probe.line())
     return probe
 

@@ -6,6 +6,11 @@ every request waiting when it becomes free and answers them with one Transformer
 one product against the catalogue, which costs little more than one request. The worker
 also frees the event loop: torch releases the GIL, so HTTP parsing and the model run on
 different cores. Nothing waits for a batch to fill: a lone request runs at once.
+
+A batch may need two models: an interleaving experiment asks both for every request (and an
+A/B one, or a hot reload, splits a batch between them). The second model's group then runs
+on a helper thread beside the first, so a request that needs both waits for the slower of the
+two, not for their sum.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +47,7 @@ class RequestBatcher:
 
     def __init__(self, max_batch: int = 64):
         self.max_batch = max_batch
+        self._helper: ThreadPoolExecutor | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -63,12 +70,23 @@ class RequestBatcher:
                                                 daemon=True)
                 self._thread.start()
 
+    def _helper_pool(self) -> ThreadPoolExecutor:
+        """One more worker, started the first time a batch needs two models."""
+        if self._helper is None:
+            # With this worker's torch thread count, not the process default of one per core.
+            self._helper = ThreadPoolExecutor(1, "request-batcher-2", torch.set_num_threads,
+                                              (torch.get_num_threads(),))
+        return self._helper
+
     def stop(self) -> None:
         with self._lock:
             if self._thread is not None:
                 self._jobs.put(None)
                 self._thread.join(timeout=10)
                 self._thread = None
+            if self._helper is not None:
+                self._helper.shutdown(wait=True)
+                self._helper = None
 
     def _run(self) -> None:
         while (first := self._jobs.get()) is not None:
@@ -86,8 +104,11 @@ class RequestBatcher:
             by_model: dict[int, list[_Job]] = {}
             for job in jobs:
                 by_model.setdefault(id(job.scorer), []).append(job)
-            for group in by_model.values():
-                self._answer(group)
+            first, *others = by_model.values()
+            pending = [self._helper_pool().submit(self._answer, group) for group in others]
+            self._answer(first)
+            for done in pending:
+                done.result()
             self.batches += 1
             self.requests += len(jobs)
 

@@ -12,9 +12,11 @@ logged, so the analysis counts nothing for either arm) and ``/health`` says why.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
+from recsys.config import ExperimentConfig
 from recsys.data.experiments import Experiment, ExperimentStore
 from recsys.evaluation.interleave import team_draft
 from recsys.registry.registry import Registry
@@ -38,15 +40,20 @@ class LiveExperiment:
     def treatment_version(self) -> str:
         return self.experiment.treatment_version
 
+    @functools.cached_property
+    def settings(self) -> ExperimentConfig:
+        """Validated once per loaded record, not on every request."""
+        return self.experiment.settings
+
     @property
     def mode(self) -> str:
-        return str(self.experiment.settings.mode)
+        return str(self.settings.mode)
 
     def arm(self, user_id: str) -> str | None:
         """The user's arm, or None when the user is outside the experiment (or it can't run)."""
         if self.scorer is None:
             return None
-        return assignment.arm(self.experiment.salt, user_id, self.experiment.settings.traffic_share)
+        return assignment.arm(self.experiment.salt, user_id, self.settings.traffic_share)
 
     def describe(self) -> dict:
         return {"id": self.experiment.id, "mode": self.mode,

@@ -54,6 +54,13 @@ def test_bf16_only_when_clearly_faster(fp32_ms, bf16_ms, bf16):
     assert _probe(fp32_ms, bf16_ms).bf16 is bf16
 
 
+def test_a_probe_names_what_it_compared():
+    int8 = precision.Probe("top-k", 4.4, 2.1, 3, 0.0, "now", "bf16", "int8")
+    assert int8.bf16 and int8.line().startswith("top-k: bf16 4.4 ms, int8 2.1 ms per step")
+    assert int8.line().endswith("-> int8")
+    assert _probe(100.0, 300.0).line().endswith("-> fp32")
+
+
 def test_steps_alternate_and_a_plain_answer_stops_after_one_pair(clock):
     order: list[str] = []
 

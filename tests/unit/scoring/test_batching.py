@@ -1,4 +1,5 @@
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from recsys.config import ModelConfig
 from recsys.models.seqrec import SeqRec
-from recsys.scoring.batching import RequestBatcher
+from recsys.scoring.batching import RequestBatcher, _Job
 from recsys.scoring.scorer import Scorer
 
 
@@ -59,3 +60,41 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on():
         assert len(ids) == 5
     finally:
         batcher.stop()
+
+
+def test_two_models_in_one_batch_are_answered_side_by_side():
+    """An interleaved request needs both models: their groups run on two threads at once.
+
+    Each model waits at a barrier for the other; answered one after the other, the first
+    would wait alone until the barrier's timeout broke it.
+    """
+    meet = threading.Barrier(2, timeout=10)
+    threads: set[str] = set()
+
+    class Meeting(Scorer):
+        def top_k(self, *args, **kwargs):
+            threads.add(threading.current_thread().name)
+            meet.wait()
+            return super().top_k(*args, **kwargs)
+
+    models = []
+    for seed in (0, 1):
+        base = scorer(seed)
+        models.append(Meeting(base.net, list(base.item_ids)))
+    batcher = RequestBatcher()
+
+    async def both():
+        # Both queued before the worker starts, so they are surely in one batch.
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(m, ["i1", "i2"], None, 5, False, loop.create_future(), loop)
+                for m in models]
+        for job in jobs:
+            batcher._jobs.put(job)
+        batcher._ensure_started()
+        return await asyncio.gather(*(job.future for job in jobs))
+
+    try:
+        answers = asyncio.run(both())
+    finally:
+        batcher.stop()
+    assert [len(ids) for ids, _ in answers] == [5, 5] and len(threads) == 2
