@@ -143,8 +143,8 @@ def test_int8_serves_batches_up_to_the_largest_measured_clearly_faster(monkeypat
     monkeypatch.setattr(precision, "measure", fake)
     monkeypatch.setattr(topk, "int8_works", lambda: True)
     assert topk.int8_batch_limit(3000, 32, torch.bfloat16) == 4
-    assert [a[0] for a in asked] == [f"top-k int8 first stage d=32 items=4096 users={u}"
-                                     for u in (1, 2, 4, 8)]  # stops at the first that loses
+    name = "top-k int8 first stage against bf16 d=32 items=4096 users={}"
+    assert [a[0] for a in asked] == [name.format(u) for u in (1, 2, 4, 8)]  # stops at a loss
     assert {a[1] for a in asked} == {("bf16", "int8")}
     monkeypatch.setattr(topk, "int8_works", lambda: False)
     asked.clear()
