@@ -30,6 +30,7 @@ briefly (its quality is not the point), then:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import json
 import logging
@@ -38,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +64,7 @@ from recsys.data.ingest import ingest_frame
 from recsys.data.synthetic import SyntheticConfig, generate
 from recsys.registry.registry import Registry
 from recsys.scoring.batch import score_users
+from recsys.scoring.batching import RequestBatcher
 from recsys.scoring.scorer import Scorer
 from recsys.stack import free_port
 from recsys.training.full_retrain import read_training_data, train
@@ -275,11 +278,6 @@ def gil_phase(paths: Paths, rate: int = 200, seconds: float = 5.0, rounds: int =
     half the time (as the service's event loop does): the traced user tower against the eager
     one, alternated ``rounds`` times. Shows what the trace buys under contention, which a
     request timed alone does not."""
-    import asyncio
-    import threading
-
-    from recsys.scoring.batching import RequestBatcher
-
     registry = Registry(paths, TrackingConfig())
     champion = registry.champion().version
     models = [Scorer.from_registry(registry, champion),

@@ -172,7 +172,9 @@ class ItemIndex:
         if narrow_batch is None:
             narrow_batch = int8_batch_limit(self.sink, item_vectors.shape[1], first_stage)
         self.narrow_batch = narrow_batch
-        self.narrow = Int8Rows(self.coarse.float()) if narrow_batch else None
+        # Quantized from the exact rows (not a bf16 first stage's rounded ones), sink included.
+        self.narrow = (Int8Rows(torch.cat([self.exact, sink.float()])) if narrow_batch
+                       else None)
 
     def __len__(self) -> int:
         return self.sink
