@@ -19,7 +19,8 @@ from pathlib import Path
 
 POINTS = {
     "ingest": ("ingest.after_validate", "ingest.after_events_part",
-               "ingest.after_quarantine_part", "files.before_rename", "files.after_rename"),
+               "event_index.before_commit", "ingest.after_quarantine_part",
+               "files.before_rename", "files.after_rename"),
     "features": ("features.after_refresh", "features.after_sequences",
                  "features.before_checkpoint"),
     "update": ("update.after_extract", "finetune.after_step", "update.after_register",

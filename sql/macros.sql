@@ -14,6 +14,9 @@ CREATE OR REPLACE TEMP MACRO parse_ts(x) AS
 -- event_content_hash: identity of an event's content; equal hashes mean an exact duplicate.
 CREATE OR REPLACE TEMP MACRO event_content_hash(u, i, t, ts, v) AS
     md5(concat_ws(chr(31), u, i, t, CAST(epoch_us(ts) AS VARCHAR), coalesce(CAST(v AS VARCHAR), '')));
+-- event_id_key: 63 bits of an event id's MD5, the key of the event id index
+-- (recsys/data/event_index.py); MD5, unlike hash(), is the same in every DuckDB version.
+CREATE OR REPLACE TEMP MACRO event_id_key(e) AS CAST(md5_number_lower(e) >> 1 AS BIGINT);
 -- item_content_hash: identity of a catalogue row's content.
 CREATE OR REPLACE TEMP MACRO item_content_hash(i, title, cat, descr, created) AS
     md5(concat_ws(chr(31), i, coalesce(title, ''), coalesce(cat, ''), coalesce(descr, ''),

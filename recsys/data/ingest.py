@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +29,7 @@ import pyarrow.compute as pc
 from recsys import columns as C
 from recsys import sql
 from recsys.config import IngestConfig, Paths
+from recsys.data.event_index import EventIndex
 from recsys.data.landing import LandingZone, Writer
 from recsys.data.readers import (
     NONSCALAR,
@@ -112,9 +114,20 @@ class Ingestor:
         self.con = sql.connect()
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
+        self._index: EventIndex | None = None  # opened by the first event chunk
 
     def close(self) -> None:
         self.con.close()
+        if self._index is not None:
+            self._index.close()
+
+    @property
+    def index(self) -> EventIndex:
+        """The event id index, caught up with every part published before this section."""
+        if self._index is None:
+            self._index = EventIndex(self.zone)
+            self._index.catch_up(self.con)
+        return self._index
 
     def __enter__(self) -> Ingestor:
         return self
@@ -141,15 +154,19 @@ class Ingestor:
         dup_in_chunk = int(pc.sum(pc.equal(status, "duplicate")).as_py() or 0)
 
         # Against what already landed: exact repeats are dropped, conflicts quarantined.
-        landing_status = self._landing_status(accepted)
+        keys = self._id_keys(accepted)
+        landing_status = self._landing_status(accepted, keys)
         dup_landed = int(pc.sum(pc.equal(landing_status, "duplicate")).as_py() or 0)
         conflict = pc.equal(landing_status, "conflict")
         conflicts = accepted.filter(conflict)
-        accepted = accepted.filter(pc.equal(landing_status, "new"))
+        new = pc.equal(landing_status, "new")
+        accepted = accepted.filter(new)
 
         events = self._landing_events(accepted, seq, now, source)
-        self.writer.publish_events(seq, events)
-        crash_point("ingest.after_events_part")
+        published = self.writer.publish_events(seq, events)
+        crash_point("ingest.after_events_part")  # published, not indexed: the next catches up
+        if published is not None:
+            self.index.add(seq, keys[new.to_numpy(zero_copy_only=False)])
 
         q = self._quarantine_rows(
             quarantined, conflicts, chunk.malformed, kind="event", seq=seq, now=now,
@@ -161,9 +178,19 @@ class Ingestor:
                  quarantined.column("reason").to_pylist()
                  + ["duplicate_event_id"] * conflicts.num_rows, q.num_rows)
 
-    def _landing_status(self, accepted: pa.Table) -> pa.ChunkedArray:
-        parts = self.zone.event_parts()
-        if not parts or accepted.num_rows == 0:
+    def _id_keys(self, accepted: pa.Table) -> np.ndarray:
+        """Each accepted row's event id index key (``event_id_key``), in row order."""
+        if accepted.num_rows == 0:
+            return np.empty(0, dtype=np.int64)
+        self.con.register("keyed", accepted.select(["event_id"]))
+        keys = self.con.sql("SELECT event_id_key(event_id) AS k FROM keyed").fetchnumpy()["k"]
+        self.con.unregister("keyed")
+        return np.asarray(keys, dtype=np.int64)
+
+    def _landing_status(self, accepted: pa.Table, keys: np.ndarray) -> pa.ChunkedArray:
+        """'new', 'duplicate' or 'conflict' per row, read from the parts the index names."""
+        parts = self.index.parts_holding(keys) if accepted.num_rows else []
+        if not parts:
             return pa.chunked_array([pa.array(["new"] * accepted.num_rows, pa.string())])
         self.con.register("batch", accepted.select(["_row", "event_id", "content_hash"]))
         # By name: parts written before request_id existed lack the column (union_by_name).

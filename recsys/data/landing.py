@@ -6,6 +6,7 @@ Layout under ``Paths.root``::
     landing/items/part-000000000002.parquet    accepted catalogue rows
     quarantine/part-000000000001.parquet       rejected rows with their reason
     landing/.lock                              held by the single writer
+    landing/event_ids.sqlite                   which part holds which event id (event_index.py)
 
 The sequence number in the file name is also stored on every row
 (``ingest_seq``). It is allocated under the lock and only ever grows, so a
