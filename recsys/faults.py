@@ -24,7 +24,7 @@ POINTS = {
     "features": ("features.after_refresh", "features.after_sequences",
                  "features.before_checkpoint"),
     "update": ("update.after_extract", "finetune.after_step", "update.after_register",
-               "update.after_challenger", "registry.between_aliases", "update.after_promote"),
+               "update.after_candidate", "registry.between_aliases", "update.after_promote"),
     "train": ("train.after_fit", "train.after_register", "registry.between_aliases"),
     "score": ("score.after_chunk", "score.before_swap", "score.after_swap",
               "files.before_rename"),

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PREVIOUS = "previous-champion"
-CHALLENGER = "challenger"
-ALIASES = (CHAMPION, PREVIOUS, CHALLENGER)
+CHALLENGER = "challenger"  # a full retrain waiting for its experiment
+CANDIDATE = "candidate"  # the newest micro-batch update, promoted or not
+ALIASES = (CHAMPION, PREVIOUS, CHALLENGER, CANDIDATE)
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,11 @@ class Registry:
     def waiting_challenger(self) -> Version | None:
         """The newest version that waits as challenger and has met no experiment yet.
 
-        The ``challenger`` alias is not it: every micro-batch update moves that alias to its
-        own candidate, usually within the minute. A full retrain that did not replace the
-        champion is tagged ``decision=challenger``; an experiment that judges it tags it
-        ``experiment``, and a promotion rewrites ``decision``.
+        The ``challenger`` alias alone is not it: it stays on a retrain after an experiment
+        has judged it (and stores written before micro-batch updates took ``candidate`` have it
+        on a micro-batch version). A full retrain that did not replace the champion is tagged
+        ``decision=challenger``; an experiment that judges it tags it ``experiment``, and a
+        promotion rewrites ``decision``.
         """
         # Asked of the store by tag: the every-minute decision flow calls this when idle, and
         # the registry holds a version per promoted micro-batch.
@@ -166,7 +168,16 @@ class Registry:
             self.client.set_model_version_tag(self.name, version, tracking.safe_key(key), text)
 
     def set_challenger(self, version: str) -> None:
+        """Name a full retrain that waits for an online experiment against the champion."""
         self.client.set_registered_model_alias(self.name, CHALLENGER, version)
+
+    def set_candidate(self, version: str) -> None:
+        """Name the newest micro-batch update, so the registry UI shows the latest attempt.
+
+        Not ``challenger``: that alias would then move every minute, away from the full
+        retrain an operator is about to put in front of users.
+        """
+        self.client.set_registered_model_alias(self.name, CANDIDATE, version)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

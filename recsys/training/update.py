@@ -277,7 +277,7 @@ def _judge(u: _Update, candidate: SeqRec, report: FineTuneReport,
 
 
 def _register(u: _Update, result: UpdateResult, net: SeqRec, verdict: Verdict) -> None:
-    """Log the candidate's run and model, register it as a version, make it challenger.
+    """Log the candidate's run and model, register it as a version, alias it ``candidate``.
 
     The version carries its lineage tags, the gate's figures and the forget requests whose
     data it may hold; its decision tags come in ``_decide``. A crash in between leaves a
@@ -305,8 +305,8 @@ def _register(u: _Update, result: UpdateResult, net: SeqRec, verdict: Verdict) -
                                           u.tracking_cfg.registered_model, tags,
                                           input_example=False)
     crash_point("update.after_register")
-    u.registry.set_challenger(result.version)
-    crash_point("update.after_challenger")
+    u.registry.set_candidate(result.version)
+    crash_point("update.after_candidate")
 
 
 def _forget_tags(u: _Update) -> dict[str, str]:

@@ -151,12 +151,11 @@ def test_killed_between_recording_and_promoting_finishes_on_the_next_run(home):
 
 
 def test_the_default_treatment_is_the_version_waiting_as_challenger(home):
-    """Micro-batch updates move the challenger alias every minute; a full retrain that waits
-    as challenger is what `recsys experiment start` means by default, until an experiment
-    has judged it."""
+    """A full retrain that waits as challenger is what `recsys experiment start` means by
+    default, until an experiment has judged it; the alias is the fallback."""
     registry = Registry(home, TrackingConfig())
     registry.tag("2", {"decision": "challenger"})
-    registry.set_challenger("1")  # a micro-batch candidate since, now the champion too
+    registry.set_challenger("1")  # on a version promoted since: the champion
     exp = experiment_run.start(home, ExperimentConfig(mode="ab"))
     assert (exp.treatment_version, exp.control_version) == ("2", "1")
     experiment_run.stop(home, exp.id)

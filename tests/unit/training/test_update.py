@@ -18,7 +18,7 @@ from recsys.config import (
 )
 from recsys.data.ingest import ingest_frame
 from recsys.models import io
-from recsys.registry.registry import CHALLENGER, PREVIOUS
+from recsys.registry.registry import CANDIDATE, CHALLENGER, PREVIOUS
 from recsys.scoring.scorer import Scorer
 from recsys.training import update as update_module
 from recsys.training.update import update
@@ -47,7 +47,8 @@ def test_update_tests_then_trains_and_promotes_with_lineage(world):
     assert champion.watermark == first.plan.cut > champion0.watermark
     assert first.plan.high > first.plan.cut  # the newest part is held out, not trained yet
     assert world.registry.alias(PREVIOUS).version == champion0.version
-    assert world.registry.alias(CHALLENGER).version == first.version
+    assert world.registry.alias(CANDIDATE).version == first.version
+    assert world.registry.alias(CHALLENGER).version == champion0.version  # full retrains' own
     assert champion.tags["decision"] == "promoted"
     assert {"gate.holdout.challenger.ndcg_at_10", "gate.guard.champion.ndcg_at_10"} <= set(
         champion.tags)
@@ -119,7 +120,7 @@ def test_gate_rejects_bad_candidates_and_keeps_the_watermark(world, monkeypatch,
     assert world.champion().watermark == champion0.watermark
     rejected = world.registry.get(result.version)
     assert rejected.tags["decision"] == "rejected" and reason in rejected.tags["decision_reason"]
-    assert world.registry.alias(CHALLENGER).version == result.version
+    assert world.registry.alias(CANDIDATE).version == result.version
 
     monkeypatch.undo()
     retry = update(world.paths, FAST)  # the same events, from the same champion
