@@ -316,7 +316,6 @@ def promote_full(result: TrainResult, paths: Paths, tracking_cfg: TrackingConfig
     registry = Registry(paths, tracking_cfg)
     registry.tag(result.version, {"lineage_root": result.version,
                                   **lineage.gate_tags(verdict.figures)})
-    registry.set_challenger(result.version)
     champion = registry.champion()
     if verdict.promote and gate_cfg.full_retrain_online and champion is not None:
         result.champion = champion.version
@@ -331,8 +330,10 @@ def promote_full(result: TrainResult, paths: Paths, tracking_cfg: TrackingConfig
     if outcome.decision == "rejected":
         registry.reject(result.version, outcome.reason)
     elif outcome.decision == "challenger":
+        # The tag first: it is what `waiting_challenger` reads; the alias is for the UI.
         registry.tag(result.version, {"decision": "challenger", "decision_reason": outcome.reason,
                                       "decided_at": utc_now()})
+        registry.set_challenger(result.version)
     result.decision, result.decision_reason = outcome.decision, outcome.reason
     result.comparison = outcome.figures
     if outcome.figures:

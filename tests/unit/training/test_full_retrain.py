@@ -286,6 +286,7 @@ def test_a_full_retrain_replaces_the_champion_only_if_not_worse_on_unseen_events
     ingest_frame(newest, "newest", data_paths=paths)
     promote_full(hasty, paths, gate_cfg=FEW)
     assert hasty.decision == "rejected" and registry.champion().version == first.version
+    assert registry.alias("challenger") is None  # kept for a retrain that waits as one
     assert "kept out" in hasty.decision_reason
     assert "worse than the champion" in hasty.decision_reason
     tags = registry.get(hasty.version).tags
