@@ -124,9 +124,8 @@ class Ingestor:
     @property
     def index(self) -> EventIndex:
         """The event id index, caught up with every part published before this section."""
-        if self._index is None:
-            self._index = EventIndex(self.zone)
-            self._index.catch_up(self.con)
+        if self._index is None:  # kept only once caught up: a failed catch-up is retried
+            self._index = EventIndex.open(self.zone, self.con)
         return self._index
 
     def __enter__(self) -> Ingestor:
