@@ -42,6 +42,7 @@ from recsys.config import (
     TrainConfig,
     UpdateConfig,
 )
+from recsys.timeutil import human_age
 
 app = typer.Typer(
     help="Real-time sequential recommender: ingest events, build features, train, serve.",
@@ -231,7 +232,7 @@ def status(home: HomeOpt = None) -> None:
         age = champion.age_seconds()
         typer.echo(f"champion: version {champion.version} ({champion.kind}), watermark "
                    f"{champion.watermark}, model age "
-                   + ("unknown" if age is None else f"{age:,.0f} s"))
+                   + ("unknown" if age is None else human_age(age)))
     typer.echo(precision.report())
 
 
@@ -310,6 +311,10 @@ def demo(
     took = time.perf_counter() - t0
     say(f"demo finished in {duration(took)}; estimated {duration(plan.total_s)} "
         f"({100 * (took / plan.total_s - 1):+.0f}%)")
+    say(f"data under {paths.root}, MLflow in {paths.mlflow_db} and {paths.mlruns}. Next: "
+        "`.venv/bin/recsys stack up` for the Prefect and MLflow UIs, the real-time service "
+        "and simulated traffic (README, 'The local stack and its UIs'); `.venv/bin/recsys "
+        "--help` for every command.")
 
 
 def _generate(preset: Preset, seed: int, out: Path) -> str:
@@ -499,7 +504,7 @@ def models(home: HomeOpt = None) -> None:
     for v in registry.versions():
         age = v.age_seconds()
         typer.echo(f"| {v.version} | {', '.join(v.aliases)} | {v.kind} | {v.parent or ''} | "
-                   f"{v.watermark} | {'' if age is None else f'{age:,.0f}s'} | "
+                   f"{v.watermark} | {'' if age is None else human_age(age)} | "
                    f"{v.tags.get('decision', '')}: {v.tags.get('decision_reason', '')} | "
                    f"{v.tags.get('forget_requests', '')} |")
 

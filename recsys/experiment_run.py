@@ -223,12 +223,20 @@ def markdown(exp: Experiment, seen: Look | None) -> str:
     if seen and not seen.verdict.final:
         lines += [f"Now: {seen.verdict.reason}.", ""]
     if evidence:
+        interleaved = s.mode.value == "interleave"
         lines += [f"{evidence['minutes']:g} min, {evidence['users']:,} users, "
-                  f"{evidence['impressions']:,} impressions.", "",
-                  "| metric | control | treatment | difference | always-valid p |",
+                  f"{evidence['impressions']:,} impressions.", ""]
+        if interleaved:
+            lines += ["Interleaving: each model's share of the requests with a click (a tie "
+                      "counts half to each); the margin is the treatment's share minus the "
+                      "control's.", ""]
+        lines += ["| metric | control | treatment | "
+                  f"{'margin' if interleaved else 'difference'} | always-valid p |",
                   "|---|---|---|---|---|"]
         for row in (evidence.get("primary"), evidence.get("guardrail")):
             if row:
-                lines.append(f"| {row['metric']} | {row['control']:.4f} | {row['treatment']:.4f}"
+                # Interleaving's estimate keeps 0.5 (no preference) as its control figure.
+                control = 1 - row["treatment"] if interleaved else row["control"]
+                lines.append(f"| {row['metric']} | {control:.4f} | {row['treatment']:.4f}"
                              f" | {row['difference']:+.4f} | {row['p_value']:.3g} |")
     return "\n".join(lines) + "\n"

@@ -233,8 +233,12 @@ def measure(name: str, make_steps: Callable[[], Steps], folder: Path | None = No
     return probe
 
 
-def report(folder: Path | None = None) -> str:
-    """What ``precision=auto`` measured on this machine, one line per probe (``recsys status``)."""
+def report(folder: Path | None = None, newest: int = 8) -> str:
+    """What ``precision=auto`` measured on this machine (``recsys status``), newest first.
+
+    The ``newest`` probes, a line each, then how many older ones the cache holds: the cache
+    is per machine, so it also gathers the small shapes of every test run there.
+    """
     path, probes = cache_file(folder), cached(folder)
     m = machine()
     head = (f"precision probes for {m['cpu']} ({m['isa']}, avx512_bf16={m['avx512_bf16']}, "
@@ -242,4 +246,8 @@ def report(folder: Path | None = None) -> str:
     if not probes:
         return (f"{head}: none yet (measured by the first training or scoring with "
                 f"precision=auto; cache {path})")
-    return "\n".join([f"{head} ({path}):", *(f"  {p.line()}" for p in probes.values())])
+    recent = sorted(probes.values(), key=lambda p: p.measured_at, reverse=True)
+    lines = [f"{head} ({path}):", *(f"  {p.line()}" for p in recent[:newest])]
+    if len(recent) > newest:
+        lines.append(f"  ... and {len(recent) - newest} older probes, in the cache file")
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ from recsys.config import Paths
 from recsys.data.landing import LandingZone
 from recsys.data.replay import newest_landed_ts
 from recsys.registry.registry import Version
+from recsys.timeutil import human_age
 from recsys.traffic import world_events, world_file
 
 
@@ -71,14 +72,6 @@ class Plan:
         return steps + [f"start live traffic ({traffic})"]
 
 
-def _age(seconds: float) -> str:
-    if abs(seconds) < 3600:
-        return f"{seconds:,.0f} s"
-    if abs(seconds) < 2 * 86400:
-        return f"{seconds / 3600:,.1f} h"
-    return f"{seconds / 86400:,.1f} days"
-
-
 def survey(paths: Paths, champion: Version | None) -> Survey:
     return Survey(world=world_events(paths), landed_parts=len(LandingZone(paths).event_parts()),
                   newest_landed=newest_landed_ts(paths), features=paths.features_db.exists(),
@@ -90,7 +83,7 @@ def champion_line(champion: Version | None) -> str:
         return "none"
     age = champion.age_seconds()
     return (f"version {champion.version} ({champion.kind}), watermark {champion.watermark}, "
-            "model age " + ("unknown" if age is None else _age(age)))
+            "model age " + ("unknown" if age is None else human_age(age)))
 
 
 def last_update(paths: Paths) -> str | None:

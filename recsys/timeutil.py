@@ -37,3 +37,16 @@ class LapClock:
         now = time.perf_counter()
         self.timings[name] = self.timings.get(name, 0.0) + now - self._t
         self._t = now
+
+
+def human_age(seconds: float) -> str:
+    """An age as people read it: seconds under an hour, hours under two days, then days.
+
+    >>> human_age(42), human_age(5400), human_age(24_634_648)
+    ('42 s', '1.5 h', '285.1 days')
+    """
+    if abs(seconds) < 3600:
+        return f"{seconds:,.0f} s"
+    if abs(seconds) < 2 * 86400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86400:,.1f} days"

@@ -34,7 +34,7 @@ from recsys.models import io
 from recsys.models.seqrec import SeqRec
 from recsys.registry import lineage, runs, tracking
 from recsys.registry.registry import Registry, Version
-from recsys.timeutil import LapClock, seconds_since, utc_now
+from recsys.timeutil import LapClock, human_age, seconds_since, utc_now
 from recsys.training import PREDICTOR
 from recsys.training.finetune import FineTuneReport, device_for, fine_tune
 from recsys.training.gate import SetScore, Verdict, compare, figures_of, sanity, score_set
@@ -76,7 +76,7 @@ class UpdateResult:
         if self.timings:
             parts.append("time " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
         if self.model_age_s is not None:
-            parts.append(f"champion model age {self.model_age_s:.0f}s")
+            parts.append(f"champion model age {human_age(self.model_age_s)}")
         return "; ".join(parts)
 
     def markdown(self) -> str:
@@ -101,7 +101,7 @@ class UpdateResult:
         if self.timings:
             blocks.append("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()))
         if self.model_age_s is not None:
-            blocks.append(f"champion model age: {self.model_age_s:,.0f} s")
+            blocks.append(f"champion model age: {human_age(self.model_age_s)}")
         return "\n\n".join(blocks) + "\n"
 
     def _figure(self, name: str, role: str, metric: str) -> str:

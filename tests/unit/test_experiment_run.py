@@ -68,6 +68,10 @@ def test_look_counts_wins_and_losses_by_hand(home):
     assert seen.impressions == 40 and seen.verdict.evidence["users"] == 10
     assert primary["difference"] == pytest.approx((7 - 3) / 10, abs=1e-6)  # margin
     assert primary["treatment"] == pytest.approx(0.5 + 0.4 / 2, abs=1e-6)  # preference share
+    # The table shows both models' shares, which add up to 1, and their margin.
+    table = experiment_run.markdown(exp, seen)
+    assert "| metric | control | treatment | margin | always-valid p |" in table
+    assert "| clicks | 0.3000 | 0.7000 | +0.4000 |" in table
 
 
 def test_ab_look_by_hand(home):

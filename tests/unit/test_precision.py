@@ -165,6 +165,14 @@ def test_report_lists_the_figures(clock, tmp_path):
     assert "bf16 at 3.00x" in text and text.endswith("-> bf16")
 
 
+def test_report_shows_the_newest_probes_and_counts_the_rest(clock, tmp_path):
+    for name in ("a", "b", "c"):
+        precision.measure(f"train {name}", counting(clock, 30, 10, []), tmp_path)
+    lines = precision.report(tmp_path, newest=2).splitlines()
+    assert len(lines) == 4 and lines[-1] == "  ... and 1 older probes, in the cache file"
+    assert len(precision.report(tmp_path).splitlines()) == 4  # all three, no tail line
+
+
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "c"))
     assert precision.default_cache_dir() == tmp_path / "c"
