@@ -23,6 +23,7 @@ from recsys.config import (
 from recsys.orchestration import REGISTRY_LIMIT
 from recsys.registry.tracking import run_link
 from recsys.training.full_retrain import TrainResult, promote_full, train
+from recsys.training.sizing import defaults_as_unset
 
 
 @task(name="train and evaluate", timeout_seconds=6 * 3600)
@@ -47,6 +48,7 @@ def full_retrain(features: FeatureConfig = FeatureConfig(), model: ModelConfig =
     """A fresh lineage from all events; champion only if not worse than the one in service."""
     # Leaves the update and the service their cores (docs/compute.md).
     thread_budget.apply(thread_budget.Job.full_retrain, threads)
+    model = defaults_as_unset(model)  # the UI's form sends every default: still sized to data
     build_features(features)
     result = train_and_evaluate(features, model, training, evaluation)
     # Micro-batches hold the same limit, so none moves an alias while this one decides.

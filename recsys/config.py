@@ -188,13 +188,15 @@ class ModelConfig(_Config):
     n_blocks: int = Field(
         2, ge=1,
         description="Transformer blocks in the user tower. Left unset, a full retrain whose "
-                    "max_len is over 50 takes 3 (recsys.training.sizing).")
+                    "max_len is over 50 takes 3 (recsys.training.sizing); in the Prefect form, "
+                    "left at 2.")
     n_heads: int = Field(2, ge=1, description="Attention heads.")
     max_len: int = Field(
         50, ge=1,
         description="Most recent items the user tower reads. Left unset, a full retrain takes "
                     "the 90th percentile of the training sequences' lengths, rounded down to a "
-                    "multiple of 50, within 50-200 (recsys.training.sizing).")
+                    "multiple of 50, within 50-200 (recsys.training.sizing); in the Prefect "
+                    "form, left at 50.")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout in the user tower.")
     attention_dropout: float | None = Field(
         None, ge=0.0, lt=1.0,

@@ -57,6 +57,25 @@ def max_len_for(lengths: np.ndarray) -> int:
     return int(min(MAX_LEN, max(MIN_LEN, math.floor(q / LEN_STEP) * LEN_STEP)))
 
 
+SIZED = ("max_len", "attention_dropout", "n_blocks")  # what fit_to_data chooses when unset
+
+
+def defaults_as_unset(cfg: ModelConfig) -> ModelConfig:
+    """``cfg`` with the sized fields that hold their default counted as unset.
+
+    For the Prefect UI: its run form is filled in with every default, and it cannot leave a
+    field unset, so a run from it would never be sized to the data. There a default value
+    means "choose for me"; to pin a field at its default, pass it from the CLI.
+    """
+    defaults = ModelConfig()
+    unset = {f for f in SIZED if getattr(cfg, f) == getattr(defaults, f)}
+    if not unset & cfg.model_fields_set:
+        return cfg
+    out = cfg.model_copy()
+    out.__pydantic_fields_set__ = set(cfg.model_fields_set) - unset
+    return out
+
+
 def fit_to_data(cfg: ModelConfig, lengths: np.ndarray) -> tuple[ModelConfig, dict[str, str]]:
     """``cfg`` with ``max_len``, ``attention_dropout`` and ``n_blocks`` chosen where unset.
 

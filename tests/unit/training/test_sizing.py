@@ -76,3 +76,19 @@ def test_each_chosen_field_names_the_option_that_sets_it():
 
     shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).output
     assert all(option in shown for option in OPTION.values()), shown
+
+
+def test_the_prefect_forms_defaults_count_as_unset():
+    """The UI sends every field at its default; those are still sized to the data."""
+    from recsys.training.sizing import defaults_as_unset
+
+    from_form = ModelConfig(**ModelConfig().model_dump())  # every field "set"
+    cfg, why = fit_to_data(defaults_as_unset(from_form), LONG)
+    assert (cfg.max_len, cfg.n_blocks, cfg.attention_dropout) == (200, 3, 0.0)
+    assert set(why) == {"max_len", "n_blocks", "attention_dropout"}
+    chosen = ModelConfig(**{**ModelConfig().model_dump(), "max_len": 100, "d_model": 32})
+    kept = defaults_as_unset(chosen)
+    assert {"max_len", "d_model"} <= kept.model_fields_set
+    assert fit_to_data(kept, LONG)[0].max_len == 100  # a value the user changed is kept
+    plain = ModelConfig()
+    assert defaults_as_unset(plain) is plain
