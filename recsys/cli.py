@@ -201,16 +201,18 @@ def features(features: FeatureConfig, home: HomeOpt = None) -> None:
     evaluation=(EvalConfig, ["exclude_seen"]),
     tracking=(TrackingConfig, [Opt("register_model", "register",
                                    help="Register the model in the MLflow registry.")]),
+    gate=(GateConfig, ["tolerance", "unseen_min_events", "full_retrain_online"]),
     threads=(ThreadConfig, [Opt("full_retrain", "threads")]))
 def train(training: TrainConfig, model: ModelConfig, evaluation: EvalConfig,
-          tracking: TrackingConfig, threads: ThreadConfig, home: HomeOpt = None) -> None:
+          tracking: TrackingConfig, gate: GateConfig, threads: ThreadConfig,
+          home: HomeOpt = None) -> None:
     """Full retrain from the feature store: train, evaluate against baselines, log to MLflow."""
     from recsys import threads as thread_budget
     from recsys.training.full_retrain import train as run_training
 
     thread_budget.apply(thread_budget.Job.full_retrain, threads)
 
-    result = run_training(_paths(home), model, training, evaluation, tracking)
+    result = run_training(_paths(home), model, training, evaluation, tracking, gate)
     if result is not None:  # None on DDP worker ranks: rank zero reports
         _report_training(result)
 
