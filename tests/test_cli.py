@@ -58,9 +58,10 @@ def test_train_options_build_the_configs(monkeypatch, tmp_path):
     result = runner.invoke(app, [
         "train", "--epochs", "4", "--heads", "1", "--blocks", "3", "--no-text", "--init-std",
         "0", "--devices", "2", "--lr-schedule", "cosine", "--no-register", "--exclude-seen",
-        "--no-progress", "--home", str(tmp_path)])
+        "--no-progress", "--unseen-min-events", "10", "--home", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    (paths, model, training, evaluation, tracking), _ = calls[0]
+    (paths, model, training, evaluation, tracking, gate), _ = calls[0]
+    assert gate == GateConfig(unseen_min_events=10)
     assert paths == Paths(root=tmp_path.resolve())
     assert model == ModelConfig(n_heads=1, n_blocks=3, use_text=False, init_std=None)
     assert training == TrainConfig(max_epochs=4, devices=2, lr_schedule="cosine",
