@@ -1,6 +1,7 @@
 -- Type and validate one chunk of raw events (every column VARCHAR, registered as raw_events).
 -- The row checks are the checked_events macro (macros.sql); this adds the event id, the content
--- hash, the quarantine text and the duplicates inside the chunk. The request_id (the
+-- hash, the event id index key (event_id_key), the quarantine text and the duplicates inside
+-- the chunk. The request_id (the
 -- recommendation answer an event came from) is not part of the content hash: it is only a hint
 -- for attribution.
 -- One row out per row in: status 'accepted', 'duplicate' (exact repeat inside the chunk, dropped)
@@ -32,6 +33,7 @@ ranked AS (
 )
 SELECT
     _row, event_id, user_id, item_id, event_type, ts, value, content_hash, request_id,
+    event_id_key(event_id) AS id_key,
     -- Rows without a request_id keep the raw text (and so the quarantine id) they had before
     -- the column existed: re-ingesting an old file quarantines nothing twice.
     CASE WHEN request_id IS NULL

@@ -153,7 +153,7 @@ class Ingestor:
         dup_in_chunk = int(pc.sum(pc.equal(status, "duplicate")).as_py() or 0)
 
         # Against what already landed: exact repeats are dropped, conflicts quarantined.
-        keys = self._id_keys(accepted)
+        keys = accepted.column("id_key").to_numpy()  # validate_events.sql's event_id_key
         landing_status = self._landing_status(accepted, keys)
         dup_landed = int(pc.sum(pc.equal(landing_status, "duplicate")).as_py() or 0)
         conflict = pc.equal(landing_status, "conflict")
@@ -176,15 +176,6 @@ class Ingestor:
         _account(report, chunk, seq, events.num_rows, dup_in_chunk + dup_landed,
                  quarantined.column("reason").to_pylist()
                  + ["duplicate_event_id"] * conflicts.num_rows, q.num_rows)
-
-    def _id_keys(self, accepted: pa.Table) -> np.ndarray:
-        """Each accepted row's event id index key (``event_id_key``), in row order."""
-        if accepted.num_rows == 0:
-            return np.empty(0, dtype=np.int64)
-        self.con.register("keyed", accepted.select(["event_id"]))
-        keys = self.con.sql("SELECT event_id_key(event_id) AS k FROM keyed").fetchnumpy()["k"]
-        self.con.unregister("keyed")
-        return np.asarray(keys, dtype=np.int64)
 
     def _landing_status(self, accepted: pa.Table, keys: np.ndarray) -> pa.ChunkedArray:
         """'new', 'duplicate' or 'conflict' per row, read from the parts the index names."""

@@ -28,7 +28,7 @@ from recsys.faults import crash_point
 from recsys.files import TMP_PREFIX, file_lock, remove_stale_temp_files
 from recsys.registry.registry import Registry
 from recsys.scoring.scorer import Scorer
-from recsys.scoring.topk import ItemIndex
+from recsys.scoring.topk import NARROW_BATCHES, ItemIndex
 from recsys.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,11 @@ def score_users(paths: Paths | None = None, cfg: ScoreConfig | None = None,
         raise LookupError(f"{registry.name} has no champion to score with: run a full retrain")
     scorer = Scorer.from_registry(registry, champion.version)
     users, items = _read_active_users(paths, cfg, scorer.max_len)
-    catalogue = ItemIndex(scorer.item_vectors, _banned_items(items, cfg, scorer.net.n_items))
+    # Chunks wider than the int8 first stage is ever timed at never use it: neither its
+    # probes nor its copy of the catalogue are worth making.
+    narrow = 0 if cfg.chunk_size > NARROW_BATCHES[-1] else None
+    catalogue = ItemIndex(scorer.item_vectors, _banned_items(items, cfg, scorer.net.n_items),
+                          narrow_batch=narrow)
     k = min(cfg.k, len(catalogue))
     paths.recommendations_db.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(paths.recommendations_db.with_suffix(".lock"), timeout=600), \
